@@ -1,0 +1,18 @@
+//! congvu-milter: a Postfix milter that enforces the official-duty e-mail
+//! regulation of Bac Giang province.
+//!
+//! The flow of one message: [`milter`] speaks the protocol and assembles a
+//! [`message::Message`]; [`inspect`] and [`scan`] turn it into facts; the rules in
+//! [`rules`] turn facts and the [`policy`] into a [`verdict::Verdict`]; [`pipeline`]
+//! runs that chain, the same way for the daemon and for the offline `scan` command.
+
+pub mod inspect;
+pub mod message;
+pub mod metrics;
+pub mod milter;
+pub mod pipeline;
+pub mod policy;
+pub mod rules;
+pub mod scan;
+pub mod server;
+pub mod verdict;

@@ -1,0 +1,274 @@
+//! The message as the filter sees it: connection facts, envelope, macros, and the
+//! raw message (headers and body) in one buffer.
+//!
+//! The milter session fills a [`Message`] as Postfix streams it; the offline `scan`
+//! command builds one from an .eml file. Both then go through the same pipeline.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+/// Milter macros by name, with the braces of long names stripped
+/// (`{auth_authen}` is stored as `auth_authen`, `i` as `i`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Macros(HashMap<String, String>);
+
+impl Macros {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let name = name.trim_start_matches('{').trim_end_matches('}');
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Stores a macro; the name may come with or without braces.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        let name = name.trim_start_matches('{').trim_end_matches('}');
+        self.0.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn extend(&mut self, other: &Macros) {
+        for (k, v) in &other.0 {
+            self.0.insert(k.clone(), v.clone());
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Where the SMTP client connected from, as the MTA reported it at CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Our own id for the milter connection, used in logs before Postfix assigns a
+    /// queue id.
+    pub id: u64,
+    /// The client's verified host name, or `[ip]` when unknown.
+    pub hostname: String,
+    /// Client IP address; `None` for a unix-socket or unknown client.
+    pub addr: Option<IpAddr>,
+    pub port: u16,
+    /// HELO/EHLO name, if the client sent one.
+    pub helo: Option<String>,
+    /// Macros sent at CONNECT and HELO (`j`, `{daemon_name}`, `{client_addr}`, ...).
+    pub macros: Macros,
+}
+
+/// The SMTP envelope of one message.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    /// Envelope sender without angle brackets; empty for the null sender `<>`.
+    pub sender: String,
+    /// ESMTP parameters of MAIL FROM, verbatim (`SIZE=1234`, `BODY=8BITMIME`).
+    pub sender_params: Vec<String>,
+    /// Envelope recipients without angle brackets.
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// The size the client declared with `SIZE=` at MAIL FROM.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.sender_params.iter().find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.eq_ignore_ascii_case("SIZE").then(|| v.parse().ok()).flatten()
+        })
+    }
+}
+
+/// One header field as received: name and unfolded-or-folded value exactly as the
+/// MTA sent it (folds are `\n` followed by whitespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// One message: everything the rules may look at.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub connection: Arc<Connection>,
+    pub envelope: Envelope,
+    /// Macros of the MAIL, RCPT, DATA, EOH and EOM stages (later ones win).
+    pub macros: Macros,
+    pub headers: Vec<Header>,
+    /// The whole message, headers then a blank line then body, with CRLF line ends.
+    pub raw: BytesMut,
+    /// Offset of the body in `raw` (just past the blank line), once headers ended.
+    pub body_offset: Option<usize>,
+}
+
+impl Message {
+    /// The Postfix queue id (`i` macro), once Postfix has assigned one.
+    pub fn queue_id(&self) -> Option<&str> {
+        self.macros
+            .get("i")
+            .or_else(|| self.connection.macros.get("i"))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A macro from the message stages, falling back to the connection's.
+    pub fn macro_value(&self, name: &str) -> Option<&str> {
+        self.macros
+            .get(name)
+            .or_else(|| self.connection.macros.get(name))
+    }
+
+    /// The SASL login name, if the client authenticated.
+    pub fn auth_login(&self) -> Option<&str> {
+        self.macro_value("auth_authen").filter(|s| !s.is_empty())
+    }
+
+    /// Appends one header, both to the header list and to the raw buffer.
+    pub fn push_header(&mut self, name: &str, value: &str) {
+        self.raw.extend_from_slice(name.as_bytes());
+        self.raw.extend_from_slice(b": ");
+        // Postfix sends folds as bare LF; the raw buffer keeps CRLF throughout.
+        for (i, line) in value.split('\n').enumerate() {
+            if i > 0 {
+                self.raw.extend_from_slice(b"\r\n");
+            }
+            self.raw
+                .extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        }
+        self.raw.extend_from_slice(b"\r\n");
+        self.headers.push(Header {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+
+    /// Marks the end of the headers (appends the blank separator line).
+    pub fn end_headers(&mut self) {
+        if self.body_offset.is_none() {
+            self.raw.extend_from_slice(b"\r\n");
+            self.body_offset = Some(self.raw.len());
+        }
+    }
+
+    pub fn push_body(&mut self, chunk: &[u8]) {
+        self.end_headers();
+        self.raw.extend_from_slice(chunk);
+    }
+
+    pub fn body(&self) -> &[u8] {
+        match self.body_offset {
+            Some(off) => &self.raw[off..],
+            None => &[],
+        }
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.body().len()
+    }
+
+    /// All values of a header, by case-insensitive name.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Builds a message from an .eml file's bytes (for the `scan` command and
+    /// tests): headers are split out, line ends normalised to CRLF.
+    pub fn from_eml(bytes: &[u8]) -> Message {
+        let mut msg = Message::default();
+        let (head, body) = split_head_body(bytes);
+        let mut current: Option<(String, String)> = None;
+        for line in head.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            if line[0] == b' ' || line[0] == b'\t' {
+                if let Some((_, value)) = current.as_mut() {
+                    value.push('\n');
+                    value.push_str(&text);
+                }
+                continue;
+            }
+            if let Some((n, v)) = current.take() {
+                msg.push_header(&n, &v);
+            }
+            match text.split_once(':') {
+                Some((n, v)) => {
+                    current = Some((n.trim_end().to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()))
+                }
+                None => {
+                    // A line that is no header: mbox "From " line or garbage; skip it.
+                }
+            }
+        }
+        if let Some((n, v)) = current.take() {
+            msg.push_header(&n, &v);
+        }
+        msg.end_headers();
+        // Body with CRLF line ends, as the MTA would stream it.
+        let mut prev = 0u8;
+        let mut out = Vec::with_capacity(body.len() + body.len() / 40);
+        for &b in body {
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            prev = b;
+        }
+        msg.push_body(&out);
+        msg
+    }
+}
+
+/// Splits raw bytes at the first empty line.
+fn split_head_body(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            let rest = &bytes[i + 1..];
+            if rest.starts_with(b"\r\n") {
+                return (&bytes[..i + 1], &rest[2..]);
+            }
+            if rest.starts_with(b"\n") {
+                return (&bytes[..i + 1], &rest[1..]);
+            }
+        }
+        i += 1;
+    }
+    (bytes, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eml_round_trip_keeps_headers_and_body() {
+        let eml = b"From: a@x.test\nSubject: hi\n  there\n\nline1\nline2\n";
+        let m = Message::from_eml(eml);
+        assert_eq!(m.headers.len(), 2);
+        assert_eq!(m.headers[1].value, "hi\n  there");
+        assert_eq!(m.body(), b"line1\r\nline2\r\n");
+        assert_eq!(
+            &m.raw[..],
+            &b"From: a@x.test\r\nSubject: hi\r\n  there\r\n\r\nline1\r\nline2\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn declared_size_is_read_from_mail_params() {
+        let env = Envelope {
+            sender_params: vec!["BODY=8BITMIME".into(), "size=1234".into()],
+            ..Default::default()
+        };
+        assert_eq!(env.declared_size(), Some(1234));
+    }
+
+    #[test]
+    fn macro_names_are_normalised() {
+        let mut m = Macros::default();
+        m.insert("{auth_authen}", "alice");
+        assert_eq!(m.get("auth_authen"), Some("alice"));
+        assert_eq!(m.get("{auth_authen}"), Some("alice"));
+    }
+}

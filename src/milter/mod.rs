@@ -1,0 +1,47 @@
+//! The milter protocol (version 6, as Postfix 3.7 and Sendmail 8.17 speak it):
+//! frames and commands ([`codec`]), the per-connection state machine
+//! ([`session`]), and a client that plays the MTA ([`client`], for tests and the
+//! load generator). This module knows nothing of the policy: it hands a finished
+//! [`Message`] to a [`Filter`] and turns the returned [`Verdict`] into replies.
+
+pub mod client;
+pub mod codec;
+pub mod session;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::message::{Connection, Message};
+use crate::verdict::Verdict;
+
+/// A boxed future, as returned by [`Filter::end_of_message`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the daemon plugs into a milter session. The session calls these hooks as
+/// the MTA streams a message; returning `Some(verdict)` from an early hook ends the
+/// message at once with that verdict (for example a declared `SIZE=` above the cap).
+pub trait Filter: Send + Sync + 'static {
+    /// After CONNECT (and HELO). Returning a verdict refuses the whole connection.
+    fn connect(&self, _conn: &Connection) -> Option<Verdict> {
+        None
+    }
+
+    /// After MAIL FROM, with `msg.envelope.sender` and its parameters set.
+    fn mail(&self, _msg: &Message) -> Option<Verdict> {
+        None
+    }
+
+    /// Before a body chunk of `chunk_len` bytes is appended to `msg.raw`. A verdict
+    /// here stops buffering (the rest of the body is never stored).
+    fn body_chunk(&self, _msg: &Message, _chunk_len: usize) -> Option<Verdict> {
+        None
+    }
+
+    /// At end of message: the full decision. The session sends progress replies to
+    /// the MTA while this future runs.
+    fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict>;
+
+    /// The message ended without a verdict from `end_of_message` (ABORT, or the
+    /// connection closed mid-message). For bookkeeping only.
+    fn aborted(&self, _msg: &Message) {}
+}

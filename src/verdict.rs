@@ -1,0 +1,284 @@
+//! What the filter decided about one message, independent of the milter protocol.
+//!
+//! Rules produce [`Finding`]s; the pipeline folds them into one [`Verdict`] with an
+//! [`Action`], the SMTP reply the sender sees, header edits, and the reasons that
+//! the log line, the metrics and `scan --json` report.
+
+use serde::Serialize;
+
+/// What happens to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver (milter "accept" or "continue"), possibly with header edits.
+    Accept,
+    /// Deliver, but hold in Postfix's hold queue for an admin to look at.
+    Quarantine,
+    /// Accept and silently drop.
+    Discard,
+    /// 4xx: the sender retries later.
+    Tempfail,
+    /// 5xx: refused for good.
+    Reject,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Quarantine => "quarantine",
+            Action::Discard => "discard",
+            Action::Tempfail => "tempfail",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+/// An SMTP reply: code, enhanced status code, one or more text lines (ASCII).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmtpReply {
+    pub code: u16,
+    pub enhanced: String,
+    pub lines: Vec<String>,
+}
+
+impl SmtpReply {
+    pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Self {
+        SmtpReply {
+            code,
+            enhanced: enhanced.to_owned(),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// The reply as an SMTP client sees it: `550-5.7.1 first` / `550 5.7.1 last`,
+    /// lines joined by CRLF. Non-ASCII and control characters are replaced by `?`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let n = self.lines.len().max(1);
+        for i in 0..n {
+            let text = self.lines.get(i).map(String::as_str).unwrap_or("");
+            if i > 0 {
+                out.push_str("\r\n");
+            }
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.push_str(&format!("{}{}{} ", self.code, sep, self.enhanced));
+            out.extend(text.chars().map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            }));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for SmtpReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+/// A header change the milter asks the MTA to make at end of message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum HeaderEdit {
+    /// Append a header at the end of the header block.
+    Add { name: String, value: String },
+    /// Insert a header at `index` (0 = top).
+    Insert {
+        index: u32,
+        name: String,
+        value: String,
+    },
+    /// Replace the `index`-th (from 1) header of that name.
+    Change {
+        name: String,
+        index: u32,
+        value: String,
+    },
+    /// Delete the `index`-th (from 1) header of that name.
+    Delete { name: String, index: u32 },
+}
+
+/// Why a rule fired: the rule's name, the article of the regulation it enforces
+/// (with diacritics, as logs and metrics write it), and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub rule: String,
+    pub article: String,
+    pub detail: String,
+}
+
+/// One rule's finding about a message, before the findings are folded together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub action: Action,
+    pub reason: Reason,
+    /// The reply to send if this finding decides the message.
+    pub reply: Option<SmtpReply>,
+    /// Headers to add when the message is delivered anyway (tag, monitor mode).
+    pub headers: Vec<HeaderEdit>,
+}
+
+/// The final decision about one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub action: Action,
+    pub reply: Option<SmtpReply>,
+    pub headers: Vec<HeaderEdit>,
+    pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    pub fn accept() -> Self {
+        Verdict {
+            action: Action::Accept,
+            reply: None,
+            headers: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    /// A tempfail for a passing fault (clamd down, overload, internal error).
+    pub fn tempfail(rule: &str, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        Verdict {
+            action: Action::Tempfail,
+            reply: Some(SmtpReply::new(
+                451,
+                "4.7.1",
+                "Tam thoi khong kiem tra duoc thu, vui long gui lai sau / temporary failure, try again later",
+            )),
+            headers: Vec::new(),
+            reasons: vec![Reason {
+                rule: rule.to_owned(),
+                article: "Điều 18 khoản 2".to_owned(),
+                detail,
+            }],
+        }
+    }
+
+    /// Folds findings into one verdict: the most severe action wins
+    /// (reject > tempfail > discard > quarantine > accept) and supplies the reply;
+    /// every finding's reason is kept; header edits are kept only when the message
+    /// is delivered.
+    pub fn from_findings(findings: Vec<Finding>) -> Self {
+        let mut verdict = Verdict::accept();
+        let mut deciding: Option<usize> = None;
+        for (i, f) in findings.iter().enumerate() {
+            if deciding.is_none_or(|d| f.action > findings[d].action) {
+                deciding = Some(i);
+            }
+        }
+        if let Some(d) = deciding {
+            verdict.action = findings[d].action;
+            verdict.reply = findings[d].reply.clone();
+        }
+        let delivered = matches!(verdict.action, Action::Accept | Action::Quarantine);
+        for f in findings {
+            verdict.reasons.push(f.reason);
+            if delivered {
+                verdict.headers.extend(f.headers);
+            }
+        }
+        if delivered {
+            verdict.reply = None;
+        }
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(action: Action, rule: &str) -> Finding {
+        Finding {
+            action,
+            reason: Reason {
+                rule: rule.into(),
+                article: "Điều 4 khoản 7".into(),
+                detail: String::new(),
+            },
+            reply: Some(SmtpReply::new(550, "5.7.1", rule)),
+            headers: vec![HeaderEdit::Add {
+                name: "X-Test".into(),
+                value: rule.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn most_severe_finding_decides() {
+        let v = Verdict::from_findings(vec![
+            finding(Action::Quarantine, "a"),
+            finding(Action::Reject, "b"),
+            finding(Action::Tempfail, "c"),
+        ]);
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(v.reply.unwrap().lines, vec!["b".to_string()]);
+        assert_eq!(v.reasons.len(), 3);
+        assert!(v.headers.is_empty());
+    }
+
+    #[test]
+    fn delivered_message_keeps_tags() {
+        let v = Verdict::from_findings(vec![finding(Action::Accept, "tag")]);
+        assert_eq!(v.action, Action::Accept);
+        assert_eq!(v.headers.len(), 1);
+        assert!(v.reply.is_none());
+    }
+
+    #[test]
+    fn multi_line_reply_renders_with_dashes() {
+        let r = SmtpReply {
+            code: 550,
+            enhanced: "5.7.1".into(),
+            lines: vec!["one".into(), "hai: Điều".into()],
+        };
+        assert_eq!(r.render(), "550-5.7.1 one\r\n550 5.7.1 hai: ?i?u");
+    }
+}
+
+/// A rule's raw finding before the policy decides what to do with it: which rule,
+/// which article, what was found. The policy (see `policy::Policy::judge`) turns a
+/// violation into a [`Finding`] using the rule's configured action, exceptions,
+/// reply template and the global mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Stable rule name, as used in the policy file, logs and metrics
+    /// (`executable`, `encrypted_archive`, `forwarding`, `virus`, ...).
+    pub rule: &'static str,
+    /// Article of the regulation, with diacritics (`Điều 4 khoản 7`).
+    pub article: &'static str,
+    /// Human description for logs (`"hoso.exe" in "a.zip": PE executable`).
+    pub detail: String,
+    /// Values for the reply template: `file`, `signature`, `limit`, `signal`, ...
+    pub vars: Vec<(&'static str, String)>,
+}
+
+impl Violation {
+    pub fn new(rule: &'static str, article: &'static str, detail: impl Into<String>) -> Self {
+        Violation {
+            rule,
+            article,
+            detail: detail.into(),
+            vars: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.vars.push((name, value.into()));
+        self
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
