@@ -1,1 +1,82 @@
-//! placeholder
+//! Inspection: what a message contains — parts, names, real types, archives and
+//! what is inside them. Facts only; the rules in `crate::rules` decide.
+//!
+//! Two layers: [`file`] tells everything about one file's bytes (its real type by
+//! content, and, for an archive, every entry inside, recursively); the MIME walk
+//! finds every file in a message (attachments, nested messages, uuencoded blocks,
+//! TNEF) and collects the facts into an [`Inspection`].
+
+use bytes::Bytes;
+
+/// The real type of a file, by content (never by name or declared type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    /// A program or script that runs when opened.
+    Executable(ExecKind),
+    /// An archive the filter opens (its entries follow as their own facts).
+    Archive(ArchiveKind),
+    /// An office document that is a zip or OLE2 container (docx, xlsx, odt, doc...);
+    /// not an archive, but what hides inside is still inspected.
+    Document(&'static str),
+    /// Anything else: the MIME type `infer` gives, or `application/octet-stream`.
+    Other(String),
+}
+
+/// Kinds of executable content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecKind {
+    /// Windows PE (`MZ` with a `PE\0\0` header): .exe, .dll, .scr, .com in PE form.
+    Pe,
+    /// DOS program without a PE header (`MZ` only).
+    Dos,
+    Elf,
+    /// Mach-O, thin or universal.
+    MachO,
+    /// Windows Installer: an OLE2 file whose root entry has the MSI class id.
+    Msi,
+    JavaClass,
+    /// A script that starts with `#!`.
+    Script,
+}
+
+/// Archive formats the filter knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Zip,
+    SevenZip,
+    Tar,
+    Gzip,
+    Bzip2,
+    Xz,
+    Rar4,
+    Rar5,
+    /// Recognised but cannot be opened here: cab, arj, ace, lzh, iso, img, vhd, vhdx.
+    Unsupported(&'static str),
+}
+
+/// What one file is: an attachment, or an entry inside an archive at any depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Where it sits: the attachment's name, then the entry names down to this
+    /// file (`["a.zip", "docs/b.7z", "x.exe"]`). Unnamed levels are `"(unnamed)"`.
+    pub path: Vec<String>,
+    /// Its own name, if it has one (decoded; may hold any Unicode).
+    pub name: Option<String>,
+    /// Decoded (or unpacked) size in bytes; for entries that are listed but not
+    /// unpacked (rar), the size the archive states.
+    pub size: u64,
+    pub kind: FileKind,
+    /// An archive with encrypted entries or encrypted headers.
+    pub encrypted: bool,
+    /// Why this file could not be fully inspected (a limit that was hit, a format
+    /// that cannot be opened), if so.
+    pub uninspectable: Option<String>,
+}
+
+/// A decoded leaf part for the virus scanner.
+#[derive(Debug, Clone)]
+pub struct ScanPart {
+    /// For logs: the part's name or its position (`part 2.1`).
+    pub label: String,
+    pub data: Bytes,
+}

@@ -1,1 +1,276 @@
-//! placeholder
+//! The policy file: its TOML schema, loading with errors that name file, line and
+//! key, and the mapping from a rule's [`Violation`] to the action the admins chose.
+//!
+//! Each rule's own settings live beside the rule ([`AttachmentPolicy`],
+//! [`ClamavPolicy`], [`ForwardingPolicy`]); this module holds the sections every
+//! rule shares (`[milter]`, `[domains]`, `[limits]`, `[rules.NAME]`, ...).
+
+pub mod load;
+pub mod rules;
+pub mod units;
+
+use serde::Deserialize;
+
+pub use crate::rules::attachments::AttachmentPolicy;
+pub use crate::rules::forwarding::ForwardingPolicy;
+pub use crate::scan::ClamavPolicy;
+pub use load::{ConfigError, LoadedPolicy, Problem};
+pub use rules::{RULES, RuleSettings, RuleSpec};
+pub use units::{ByteSize, Seconds};
+
+/// Enforce the policy, or only log and tag what would have been refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+/// The whole policy file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// `enforce` (default) or `monitor`: in monitor mode nothing is refused; what
+    /// would have been is logged and tagged with a header.
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub milter: MilterSection,
+    #[serde(default)]
+    pub domains: DomainsSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub attachments: AttachmentPolicy,
+    #[serde(default)]
+    pub clamav: ClamavPolicy,
+    #[serde(default)]
+    pub forwarding: ForwardingPolicy,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub headers: HeadersSection,
+    /// Per-rule action, exceptions and reply text, by rule name.
+    #[serde(default)]
+    pub rules: rules::RulesSection,
+}
+
+/// `[milter]`: the sockets Postfix connects to and the session limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MilterSection {
+    /// Sockets in Postfix notation: `inet:HOST:PORT`, `inet6:[::1]:PORT`,
+    /// `unix:/PATH`. Read at start; a reload does not move the sockets.
+    pub listen: Vec<String>,
+    /// Permissions of unix sockets, octal (`"0660"`).
+    pub socket_mode: String,
+    /// Group owning unix sockets (usually `postfix`); unset keeps the daemon's.
+    pub socket_group: Option<String>,
+    /// Concurrent milter connections (one per SMTP session); more wait in the
+    /// kernel's backlog.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Seconds,
+    /// On SIGTERM, messages in flight get this long to finish.
+    pub shutdown_grace: Seconds,
+    /// How often to tell Postfix "still working" while a decision runs.
+    pub progress_interval: Seconds,
+    /// Largest milter frame accepted; bigger ones close the connection.
+    pub max_frame_size: ByteSize,
+}
+
+impl Default for MilterSection {
+    fn default() -> Self {
+        MilterSection {
+            listen: vec!["inet:127.0.0.1:8891".into()],
+            socket_mode: "0660".into(),
+            socket_group: None,
+            max_connections: 512,
+            idle_timeout: Seconds::secs(600),
+            shutdown_grace: Seconds::secs(30),
+            progress_interval: Seconds::secs(10),
+            max_frame_size: ByteSize::mib(1),
+        }
+    }
+}
+
+/// `[domains]`: whose mail this is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsSection {
+    /// The domains of this mail system; each also covers its subdomains.
+    pub local: Vec<String>,
+    /// Domains of mailboxes issued by state agencies (Điều 4 khoản 4); each also
+    /// covers its subdomains. Local domains always count as state domains.
+    pub state: Vec<String>,
+}
+
+impl Default for DomainsSection {
+    fn default() -> Self {
+        DomainsSection {
+            local: vec!["bacgiang.gov.vn".into()],
+            state: vec!["gov.vn".into()],
+        }
+    }
+}
+
+impl DomainsSection {
+    pub fn is_local(&self, domain: &str) -> bool {
+        self.local.iter().any(|d| domain_matches(domain, d))
+    }
+
+    pub fn is_state(&self, domain: &str) -> bool {
+        self.is_local(domain) || self.state.iter().any(|d| domain_matches(domain, d))
+    }
+}
+
+/// True when `domain` is `pattern` or one of its subdomains (case-insensitive).
+pub fn domain_matches(domain: &str, pattern: &str) -> bool {
+    let domain = domain.trim_end_matches('.');
+    let pattern = pattern.trim_start_matches('@').trim_end_matches('.');
+    if domain.len() < pattern.len() {
+        return false;
+    }
+    let (head, tail) = domain.split_at(domain.len() - pattern.len());
+    tail.eq_ignore_ascii_case(pattern) && (head.is_empty() || head.ends_with('.'))
+}
+
+/// The domain part of an address (`user@Example.ORG` → `example.org`).
+pub fn address_domain(address: &str) -> Option<String> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let (_, domain) = address.rsplit_once('@')?;
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+/// `[limits]`: sizes and the bounds of inspection (Điều 10, and the safety of the
+/// filter itself).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// The raw message as Postfix sends it; a declared `SIZE=` or a streamed body
+    /// past this is refused at once (552 5.3.4) without buffering the rest.
+    pub max_message_size: ByteSize,
+    /// Decoded size of all attachments together (Điều 10: 15 MB).
+    pub max_attachments_size: ByteSize,
+    /// Archives inside archives are opened down to this depth.
+    pub max_archive_depth: u32,
+    /// Entries (files) inspected per message across all archives.
+    pub max_archive_entries: u64,
+    /// Bytes unpacked per message across all archives.
+    pub max_unpacked_size: ByteSize,
+    /// Largest unpacked/packed ratio of one archive entry before it counts as a bomb.
+    pub max_compression_ratio: u64,
+    /// MIME parts per message, nested messages included.
+    pub max_mime_parts: u64,
+    /// Attached messages inside attached messages, at most this deep.
+    pub max_message_depth: u32,
+    /// Last-resort time limit for inspecting one message.
+    pub max_inspect_time: Seconds,
+    /// Memory budget for message bytes buffered by all sessions together; past it,
+    /// new messages get a tempfail rather than exhausting memory.
+    pub max_buffered_bytes: ByteSize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_size: ByteSize::mib(25),
+            max_attachments_size: ByteSize::mib(15),
+            max_archive_depth: 8,
+            max_archive_entries: 10_000,
+            max_unpacked_size: ByteSize::mib(512),
+            max_compression_ratio: 1000,
+            max_mime_parts: 10_000,
+            max_message_depth: 100,
+            max_inspect_time: Seconds::secs(60),
+            max_buffered_bytes: ByteSize(2 * 1024 * 1024 * 1024),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `HOST:PORT` for `/metrics`, `/healthz`, `/readyz`; empty turns it off.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`; `--log-format` on the command line wins.
+    pub format: LogFormat,
+    /// `error`, `warn`, `info` (one line per message), `debug`, `trace`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[headers]`: headers the milter writes on delivered mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    /// Header added by the `tag` action and in monitor mode, naming the rule.
+    pub tag_header: String,
+}
+
+impl Default for HeadersSection {
+    fn default() -> Self {
+        HeadersSection {
+            tag_header: "X-Congvu-Policy".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_cover_subdomains_only_at_label_boundaries() {
+        assert!(domain_matches("bacgiang.gov.vn", "bacgiang.gov.vn"));
+        assert!(domain_matches("stttt.BacGiang.gov.vn", "bacgiang.gov.vn"));
+        assert!(!domain_matches("evilbacgiang.gov.vn", "bacgiang.gov.vn"));
+        assert!(domain_matches("bacgiang.gov.vn", "gov.vn"));
+        assert!(!domain_matches("gov.vn.evil.com", "gov.vn"));
+    }
+
+    #[test]
+    fn local_domains_are_state_domains() {
+        let d = DomainsSection {
+            local: vec!["example.org".into()],
+            state: vec![],
+        };
+        assert!(d.is_state("mail.example.org"));
+        assert!(!d.is_state("gmail.com"));
+    }
+}
