@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod message;
 pub mod metrics;
 pub mod milter;
+pub mod offline;
 pub mod pipeline;
 pub mod policy;
 pub mod rules;

@@ -1,1 +1,161 @@
-fn main() {}
+//! The `congvu-milter` command: `serve` runs the daemon, `check-config` checks a
+//! policy file offline, `scan` runs the daemon's pipeline on .eml files.
+//!
+//! Exit codes: 0 success (for `scan`: every message accepted); 1 a policy with
+//! errors (`check-config`, `serve`) or, for `scan`, at least one message that
+//! would not be accepted as is; 2 bad usage or a file that cannot be read;
+//! 3 the daemon failed at run time (a socket it cannot bind, ...).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
+use congvu_milter::{offline, server};
+
+#[derive(Parser)]
+#[command(
+    name = "congvu-milter",
+    version,
+    about = "Postfix milter for the Bac Giang official-duty e-mail regulation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the milter daemon.
+    Serve {
+        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        config: PathBuf,
+        /// Overrides `[log] format` of the policy.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Check a policy file and report every problem with file, line and key.
+    CheckConfig {
+        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        config: PathBuf,
+    },
+    /// Judge .eml files with the daemon's pipeline and print each verdict.
+    Scan {
+        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        config: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Envelope sender (default: the message's Return-Path, else From).
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipient, repeatable (default: To and Cc of the message).
+        #[arg(long = "rcpt")]
+        rcpt: Vec<String>,
+        /// The SMTP client's address (default 127.0.0.1).
+        #[arg(long)]
+        client_addr: Option<std::net::IpAddr>,
+        /// SASL login name of the client, if it authenticated.
+        #[arg(long)]
+        auth: Option<String>,
+        /// Postfix `{daemon_name}` of the receiving instance.
+        #[arg(long)]
+        daemon_name: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config, log_format } => {
+            let loaded = match LoadedPolicy::load(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    eprintln!("congvu-milter: refusing to start with this policy");
+                    return exit_for(&e);
+                }
+            };
+            let format = match log_format {
+                Some(LogFormatArg::Json) => LogFormat::Json,
+                Some(LogFormatArg::Text) => LogFormat::Text,
+                None => loaded.policy.log.format,
+            };
+            server::init_logging(format, &loaded.policy.log.level);
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            match server::run(config, loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("congvu-milter stopped: {e:#}");
+                    ExitCode::from(3)
+                }
+            }
+        }
+        Command::Scan {
+            config,
+            json,
+            from,
+            rcpt,
+            client_addr,
+            auth,
+            daemon_name,
+            files,
+        } => {
+            let loaded = match LoadedPolicy::load(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit_for(&e);
+                }
+            };
+            let options = offline::ScanOptions {
+                json,
+                from,
+                rcpt,
+                client_addr,
+                auth,
+                daemon_name,
+            };
+            offline::run(&loaded, &options, &files)
+        }
+    }
+}
+
+fn exit_for(e: &ConfigError) -> ExitCode {
+    match e {
+        ConfigError::Io { .. } => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match LoadedPolicy::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("{w}");
+            }
+            println!(
+                "{}: policy OK (sha256 {})",
+                path.display(),
+                &loaded.hash[..16]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            exit_for(&e)
+        }
+    }
+}

@@ -177,7 +177,20 @@ fn deserialize_collecting_errors(text: &str, path: &Path) -> Result<Policy, Conf
         let current = lines.join("\n");
         match toml::from_str::<Policy>(&current) {
             Ok(policy) if problems.is_empty() => return Ok(policy),
-            Ok(_) => break,
+            Ok(mut partial) => {
+                // What is left of the file parsed: check it too, so one run
+                // reports the bad values and the contradictions together.
+                let mut more = partial.prepare(path);
+                more.extend(partial.validate(path));
+                for problem in more.into_iter().filter(|p| p.severity == Severity::Error) {
+                    problems.push(LocatedProblem {
+                        file: path.to_owned(),
+                        line: find_key_line(text, &problem.key),
+                        problem,
+                    });
+                }
+                break;
+            }
             Err(err) => {
                 let message = err.message().trim().to_owned();
                 let Some(span) = err.span().filter(|s| s.start < current.len()) else {
@@ -513,6 +526,27 @@ mod tests {
             shown[2].starts_with("test.toml:8: error: nonsense"),
             "{}",
             shown[2]
+        );
+    }
+
+    #[test]
+    fn bad_values_and_contradictions_are_reported_together() {
+        let text =
+            "[milter]\nlisten = [\"tcp:1.2.3.4\"]\nfoo = 1\n[rules.virus]\nreply = \"Thư\"\n";
+        let ConfigError::Invalid { problems } = load(text).unwrap_err() else {
+            panic!()
+        };
+        let keys: Vec<(&str, Option<usize>)> = problems
+            .iter()
+            .map(|p| (p.problem.key.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("milter.listen", Some(2)),
+                ("milter.foo", Some(3)),
+                ("rules.virus.reply", Some(5))
+            ]
         );
     }
 

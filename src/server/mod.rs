@@ -1,6 +1,196 @@
 //! The daemon: listeners, the connection cap, the policy in force (reloaded on
-//! SIGHUP), and graceful shutdown.
+//! SIGHUP), graceful shutdown (SIGTERM/SIGINT), and the one log line per message.
 
+mod filter;
 mod listen;
+mod logging;
 
-pub use listen::ListenAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+use crate::milter::session::{SessionConfig, run_session};
+use crate::policy::LoadedPolicy;
+
+pub use filter::PolicyFilter;
+pub use listen::{ListenAddr, Listener};
+pub use logging::init_logging;
+
+/// What every session shares: the policy in force and the id counter.
+pub struct DaemonState {
+    policy: RwLock<Arc<LoadedPolicy>>,
+    config_path: PathBuf,
+    next_connection_id: AtomicU64,
+}
+
+impl DaemonState {
+    pub fn new(config_path: PathBuf, loaded: LoadedPolicy) -> Arc<DaemonState> {
+        Arc::new(DaemonState {
+            policy: RwLock::new(Arc::new(loaded)),
+            config_path,
+            next_connection_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<LoadedPolicy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the policy file again; a policy that does not load is refused and
+    /// the running one stays in force.
+    pub fn reload(&self) -> bool {
+        match LoadedPolicy::load(&self.config_path) {
+            Ok(new) => {
+                for w in &new.warnings {
+                    tracing::warn!("{w}");
+                }
+                let old = self.policy();
+                if new.policy.milter.listen != old.policy.milter.listen {
+                    tracing::warn!(
+                        "[milter] listen changed; sockets move only on restart, the old ones stay open"
+                    );
+                }
+                tracing::info!(
+                    policy = %self.config_path.display(),
+                    sha256 = &new.hash[..16],
+                    "policy reloaded"
+                );
+                match self.policy.write() {
+                    Ok(mut p) => *p = Arc::new(new),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    policy = %self.config_path.display(),
+                    "policy reload refused, the running policy stays in force:\n{e}"
+                );
+                false
+            }
+        }
+    }
+}
+
+fn session_config(loaded: &LoadedPolicy) -> SessionConfig {
+    let m = &loaded.policy.milter;
+    SessionConfig {
+        max_frame_size: m.max_frame_size.bytes() as usize,
+        idle_timeout: m.idle_timeout.get(),
+        progress_interval: m.progress_interval.get(),
+        ..SessionConfig::default()
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("congvu-milter")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config_path, loaded))
+}
+
+async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()> {
+    let milter = loaded.policy.milter.clone();
+    let mut listeners = Vec::new();
+    for text in &milter.listen {
+        let addr = ListenAddr::parse(text).map_err(anyhow::Error::msg)?;
+        let listener = Listener::bind(&addr, &milter.socket_mode, milter.socket_group.as_deref())
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(listen = %addr, "listening");
+        listeners.push(listener);
+    }
+    let state = DaemonState::new(config_path, loaded);
+    let filter = Arc::new(PolicyFilter::new(state.clone()));
+    let permits = Arc::new(Semaphore::new(milter.max_connections));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sessions = TaskTracker::new();
+    let mut accept_tasks = JoinSet::new();
+    for listener in listeners {
+        let state = state.clone();
+        let filter = filter.clone();
+        let permits = permits.clone();
+        let sessions = sessions.clone();
+        let mut stop = shutdown_rx.clone();
+        let session_stop = shutdown_rx.clone();
+        accept_tasks.spawn(async move {
+            loop {
+                // A permit first: past max_connections, new peers wait in the backlog.
+                let permit = tokio::select! {
+                    _ = stop.changed() => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let accepted = tokio::select! {
+                    _ = stop.changed() => break,
+                    a = listener.accept() => a,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
+                let config = session_config(&state.policy());
+                let filter = filter.clone();
+                let stop = session_stop.clone();
+                sessions.spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) =
+                        run_session(stream, filter, config, id, peer.clone(), stop).await
+                    {
+                        tracing::warn!(conn = id, peer = %peer, "milter protocol error: {e}");
+                    }
+                });
+            }
+        });
+    }
+
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the policy");
+                state.reload();
+            }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    while accept_tasks.join_next().await.is_some() {}
+    let grace = state.policy().policy.milter.shutdown_grace.get();
+    sessions.close();
+    let drained = tokio::time::timeout(grace, sessions.wait()).await;
+    if drained.is_err() {
+        tracing::warn!(
+            "messages still in flight after the {}s grace period; Postfix will retry them",
+            grace.as_secs()
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The bridge between the milter session and the pipeline: the [`Filter`] the
+//! daemon plugs into every session, judging with the policy in force.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::message::Message;
+use crate::milter::{BoxFuture, Filter};
+use crate::pipeline;
+use crate::verdict::Verdict;
+
+use super::DaemonState;
+use super::logging::log_verdict;
+
+/// Judges messages with the daemon's current policy.
+pub struct PolicyFilter {
+    state: Arc<DaemonState>,
+}
+
+impl PolicyFilter {
+    pub fn new(state: Arc<DaemonState>) -> Self {
+        PolicyFilter { state }
+    }
+}
+
+impl Filter for PolicyFilter {
+    fn mail(&self, msg: &Message) -> Option<Verdict> {
+        let started = Instant::now();
+        let loaded = self.state.policy();
+        let verdict = pipeline::at_mail(msg, &loaded.policy)?;
+        log_verdict(msg, &verdict, "mail", started.elapsed());
+        Some(verdict)
+    }
+
+    fn body_chunk(&self, msg: &Message, chunk_len: usize) -> Option<Verdict> {
+        let started = Instant::now();
+        let loaded = self.state.policy();
+        let verdict = pipeline::at_body_chunk(msg, chunk_len, &loaded.policy)?;
+        log_verdict(msg, &verdict, "body", started.elapsed());
+        Some(verdict)
+    }
+
+    fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict> {
+        let loaded = self.state.policy();
+        Box::pin(async move {
+            let started = Instant::now();
+            let decision = pipeline::decide(&msg, &loaded.policy).await;
+            log_verdict(&msg, &decision.verdict, "eom", started.elapsed());
+            decision.verdict
+        })
+    }
+
+    fn aborted(&self, msg: &Message) {
+        tracing::debug!(
+            queue_id = %super::logging::message_id(msg),
+            "message aborted by the MTA before a verdict"
+        );
+    }
+}
