@@ -36,7 +36,8 @@ pub fn message_id(msg: &Message) -> String {
     }
 }
 
-/// Logs the verdict on one message: one line with everything an admin needs.
+/// Logs the verdict on one message (one line with everything an admin needs) and
+/// counts it in the metrics.
 pub fn log_verdict(msg: &Message, verdict: &Verdict, stage: &str, elapsed: Duration) {
     let id = message_id(msg);
     let client = match msg.connection.addr {

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::{Health, metrics, serve_http};
 use crate::milter::session::{SessionConfig, run_session};
 use crate::policy::LoadedPolicy;
 
@@ -63,9 +64,14 @@ impl DaemonState {
                 }
                 tracing::info!(
                     policy = %self.config_path.display(),
-                    sha256 = &new.hash[..16],
+                    sha256 = new.hash.get(..16).unwrap_or(&new.hash),
                     "policy reloaded"
                 );
+                metrics().set_policy(&new.hash);
+                metrics()
+                    .policy_reloads
+                    .with_label_values(&["success"])
+                    .inc();
                 match self.policy.write() {
                     Ok(mut p) => *p = Arc::new(new),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -73,6 +79,10 @@ impl DaemonState {
                 true
             }
             Err(e) => {
+                metrics()
+                    .policy_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
                 tracing::error!(
                     policy = %self.config_path.display(),
                     "policy reload refused, the running policy stays in force:\n{e}"
@@ -80,6 +90,18 @@ impl DaemonState {
                 false
             }
         }
+    }
+}
+
+impl Health for DaemonState {
+    fn healthy(&self) -> bool {
+        // A policy is always loaded: serve refuses to start without one, and a
+        // reload keeps the old one when the new one fails.
+        true
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -114,10 +136,31 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
         tracing::info!(listen = %addr, "listening");
         listeners.push(listener);
     }
+    let metrics_listen = loaded.policy.metrics.listen.clone();
+    metrics().set_policy(&loaded.hash);
     let state = DaemonState::new(config_path, loaded);
     let filter = Arc::new(PolicyFilter::new(state.clone()));
     let permits = Arc::new(Semaphore::new(milter.max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut http = None;
+    if !metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr = metrics_listen
+            .parse()
+            .with_context(|| format!("bad [metrics] listen {metrics_listen:?}"))?;
+        let std_listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        drop(std_listener);
+        let mut stop = shutdown_rx.clone();
+        let health: Arc<dyn Health> = state.clone();
+        http = Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = serve_http(addr, health, stopped).await {
+                tracing::error!("metrics endpoint failed: {e}");
+            }
+        }));
+    }
     let sessions = TaskTracker::new();
     let mut accept_tasks = JoinSet::new();
     for listener in listeners {
@@ -190,6 +233,9 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
             "messages still in flight after the {}s grace period; Postfix will retry them",
             grace.as_secs()
         );
+    }
+    if let Some(http) = http {
+        let _ = http.await;
     }
     tracing::info!("stopped");
     Ok(())
