@@ -71,7 +71,9 @@ impl Envelope {
     pub fn declared_size(&self) -> Option<u64> {
         self.sender_params.iter().find_map(|p| {
             let (k, v) = p.split_once('=')?;
-            k.eq_ignore_ascii_case("SIZE").then(|| v.parse().ok()).flatten()
+            k.eq_ignore_ascii_case("SIZE")
+                .then(|| v.parse().ok())
+                .flatten()
         })
     }
 }
@@ -194,7 +196,10 @@ impl Message {
             }
             match text.split_once(':') {
                 Some((n, v)) => {
-                    current = Some((n.trim_end().to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()))
+                    current = Some((
+                        n.trim_end().to_owned(),
+                        v.strip_prefix(' ').unwrap_or(v).to_owned(),
+                    ))
                 }
                 None => {
                     // A line that is no header: mbox "From " line or garbage; skip it.
