@@ -112,6 +112,8 @@ pub enum CodecError {
     PayloadTooLarge { len: usize, max: usize },
     #[error("string to send contains a NUL byte")]
     NulInString,
+    #[error("peer closed the connection inside a frame ({buffered} bytes buffered)")]
+    Truncated { buffered: usize },
 }
 
 /// The client's address family and address, as CONNECT carries it.
@@ -123,6 +125,15 @@ pub enum Family {
     Unix(String),
     /// `U`: the MTA does not know; no port or address follow.
     Unknown,
+}
+
+impl From<std::net::SocketAddr> for Family {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        match addr {
+            std::net::SocketAddr::V4(a) => Family::Inet(*a.ip(), a.port()),
+            std::net::SocketAddr::V6(a) => Family::Inet6(*a.ip(), a.port()),
+        }
+    }
 }
 
 /// A packet from the MTA.
@@ -369,6 +380,16 @@ impl Decoder for MilterCodec {
             None => Ok(None),
         }
     }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Command>, CodecError> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated {
+                buffered: src.len(),
+            }),
+        }
+    }
 }
 
 impl Encoder<Reply> for MilterCodec {
@@ -376,14 +397,6 @@ impl Encoder<Reply> for MilterCodec {
 
     fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
         encode_reply(&reply, dst)
-    }
-}
-
-impl Encoder<&Reply> for MilterCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_reply(reply, dst)
     }
 }
 
@@ -415,6 +428,16 @@ impl Decoder for MtaCodec {
             None => Ok(None),
         }
     }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, CodecError> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated {
+                buffered: src.len(),
+            }),
+        }
+    }
 }
 
 impl Encoder<Command> for MtaCodec {
@@ -422,14 +445,6 @@ impl Encoder<Command> for MtaCodec {
 
     fn encode(&mut self, cmd: Command, dst: &mut BytesMut) -> Result<(), CodecError> {
         encode_command(&cmd, dst, self.max_frame)
-    }
-}
-
-impl Encoder<&Command> for MtaCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, cmd: &Command, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_command(cmd, dst, self.max_frame)
     }
 }
 
@@ -1272,6 +1287,18 @@ mod tests {
     }
 
     #[test]
+    fn truncated_frame_at_eof_is_reported() {
+        let mut codec = MilterCodec::default();
+        let mut buf = BytesMut::from(&frame(b'H', b"client")[..7]);
+        assert!(matches!(
+            codec.decode_eof(&mut buf),
+            Err(CodecError::Truncated { buffered: 7 })
+        ));
+        let mut empty = BytesMut::new();
+        assert_eq!(codec.decode_eof(&mut empty).unwrap(), None);
+    }
+
+    #[test]
     fn decodes_reply_kinds_client_side() {
         let mut codec = MtaCodec::default();
         let mut buf = BytesMut::from(&frame(b'a', b"")[..]);
@@ -1419,7 +1446,7 @@ mod tests {
         #[test]
         fn command_round_trip(cmd in any_command()) {
             let mut buf = BytesMut::new();
-            MtaCodec::default().encode(&cmd, &mut buf).unwrap();
+            MtaCodec::default().encode(cmd.clone(), &mut buf).unwrap();
             let got = MilterCodec::default().decode(&mut buf).unwrap();
             prop_assert_eq!(got, Some(cmd));
             prop_assert!(buf.is_empty());
@@ -1428,7 +1455,7 @@ mod tests {
         #[test]
         fn reply_round_trip(reply in any_reply()) {
             let mut buf = BytesMut::new();
-            MilterCodec::default().encode(&reply, &mut buf).unwrap();
+            MilterCodec::default().encode(reply.clone(), &mut buf).unwrap();
             prop_assert_eq!(buf.len(), 5 + reply.payload_len());
             let got = MtaCodec::default().decode(&mut buf).unwrap();
             prop_assert!(buf.is_empty());
