@@ -675,6 +675,17 @@ where
         }
     }
 
+    /// Waits up to `wait` for a packet: `Ok(None)` if none came (the connection
+    /// is still open). Useful to check that no stray reply is pending.
+    pub async fn reply_within(&mut self, wait: Duration) -> Result<Option<Reply>, ClientError> {
+        match tokio::time::timeout(wait, self.framed.next()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Err(ClientError::Closed("polling")),
+            Ok(Some(Err(e))) => Err(e.into()),
+            Ok(Some(Ok(reply))) => Ok(Some(reply)),
+        }
+    }
+
     /// True once the milter has closed its end (reads EOF within `wait`).
     /// Consumes any pending reply.
     pub async fn is_closed_within(&mut self, wait: Duration) -> bool {

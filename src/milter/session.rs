@@ -536,10 +536,12 @@ where
     }
 
     async fn on_mail(&mut self, args: Vec<String>, neg: Negotiated) -> Result<(), CodecError> {
+        // The MAIL-stage macros arrived just before; keep them for the new message.
+        let staged = std::mem::take(&mut self.staged_macros);
         self.abandon_message();
         let mut msg = Message {
             connection: Arc::clone(&self.conn),
-            macros: std::mem::take(&mut self.staged_macros),
+            macros: staged,
             ..Message::default()
         };
         let mut args = args.into_iter();
