@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
@@ -141,7 +142,7 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
     let state = DaemonState::new(config_path, loaded);
     let filter = Arc::new(PolicyFilter::new(state.clone()));
     let permits = Arc::new(Semaphore::new(milter.max_connections));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
     let mut http = None;
     if !metrics_listen.is_empty() {
         let addr: std::net::SocketAddr = metrics_listen
@@ -150,12 +151,10 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
         let std_listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
         drop(std_listener);
-        let mut stop = shutdown_rx.clone();
+        let stop = shutdown.clone();
         let health: Arc<dyn Health> = state.clone();
         http = Some(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.changed().await;
-            };
+            let stopped = async move { stop.cancelled().await };
             if let Err(e) = serve_http(addr, health, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
@@ -168,20 +167,19 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
         let filter = filter.clone();
         let permits = permits.clone();
         let sessions = sessions.clone();
-        let mut stop = shutdown_rx.clone();
-        let session_stop = shutdown_rx.clone();
+        let stop = shutdown.clone();
         accept_tasks.spawn(async move {
             loop {
                 // A permit first: past max_connections, new peers wait in the backlog.
                 let permit = tokio::select! {
-                    _ = stop.changed() => break,
+                    _ = stop.cancelled() => break,
                     p = permits.clone().acquire_owned() => match p {
                         Ok(p) => p,
                         Err(_) => break,
                     },
                 };
                 let accepted = tokio::select! {
-                    _ = stop.changed() => break,
+                    _ = stop.cancelled() => break,
                     a = listener.accept() => a,
                 };
                 let (stream, peer) = match accepted {
@@ -195,14 +193,16 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
                 let id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
                 let config = session_config(&state.policy());
                 let filter = filter.clone();
-                let stop = session_stop.clone();
+                let stop = stop.clone();
+                metrics().connections.inc();
+                metrics().connections_open.inc();
                 sessions.spawn(async move {
                     let _permit = permit;
-                    if let Err(e) =
-                        run_session(stream, filter, config, id, peer.clone(), stop).await
-                    {
-                        tracing::warn!(conn = id, peer = %peer, "milter protocol error: {e}");
+                    let stats = run_session(stream, filter, config, id, peer, stop).await;
+                    if stats.is_protocol_error() {
+                        metrics().protocol_errors.inc();
                     }
+                    metrics().connections_open.dec();
                 });
             }
         });
@@ -223,7 +223,7 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }
     }
-    let _ = shutdown_tx.send(true);
+    shutdown.cancel();
     while accept_tasks.join_next().await.is_some() {}
     let grace = state.policy().policy.milter.shutdown_grace.get();
     sessions.close();
