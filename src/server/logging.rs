@@ -5,6 +5,7 @@
 //! beside Postfix's story. Before Postfix has assigned a queue id (at MAIL FROM)
 //! the connection's id stands in (`conn-17`).
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -21,6 +22,7 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -50,6 +52,19 @@ pub fn log_verdict(msg: &Message, verdict: &Verdict, stage: &str, elapsed: Durat
         .iter()
         .map(|r| format!("{} ({}): {}", r.rule, r.article, r.detail))
         .collect();
+    let m = crate::metrics::metrics();
+    m.messages
+        .with_label_values(&[verdict.action.as_str()])
+        .inc();
+    for r in &verdict.reasons {
+        m.verdicts
+            .with_label_values(&[r.rule.as_str(), r.article.as_str(), verdict.action.as_str()])
+            .inc();
+    }
+    m.message_size_bytes.observe(msg.raw.len() as f64);
+    if stage == "eom" {
+        m.decision_seconds.observe(elapsed.as_secs_f64());
+    }
     let reply = verdict
         .reply
         .as_ref()
