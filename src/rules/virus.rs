@@ -133,7 +133,8 @@ pub fn virus_headers(msg: &Message, outcome: &ScanOutcome, policy: &Policy) -> V
         return Vec::new();
     }
     let ours = |name: &str| {
-        name.len() >= 8 && name[..8].eq_ignore_ascii_case("X-Virus-")
+        name.get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("X-Virus-"))
             || name.eq_ignore_ascii_case(&cfg.scanned_header)
             || name.eq_ignore_ascii_case(&cfg.status_header)
     };
@@ -353,7 +354,7 @@ mod tests {
 
     fn forged() -> Message {
         Message::from_eml(
-            b"From: a@x.test\nX-Virus-Status: Clean\nX-Virus-Scanned: ClamAV\nx-virus-status: Clean\nSubject: s\nX-VIRUS-STATUS: Clean\nX-Virus-Report: none\n\nbody\n",
+            "From: a@x.test\nX-Virus-Status: Clean\nX-Virus-Scanned: ClamAV\nx-virus-status: Clean\nSubject: s\nX-VIRUS-STATUS: Clean\nX-Virus-Report: none\nX-Virüs: x\nXé-Virus-Status: y\n\nbody\n".as_bytes(),
         )
     }
 
