@@ -3,6 +3,7 @@
 //! background PING probe that takes failing endpoints out of service and puts
 //! them back, bounded concurrency, and a deadline per message.
 
+use crate::metrics::metrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -76,6 +77,21 @@ impl Endpoint {
 
     /// An answer: counts it, and puts the endpoint back in service.
     fn answered(&self, answer: &ClamdAnswer, elapsed: Duration) {
+        let m = metrics();
+        let result = match answer {
+            ClamdAnswer::Clean => "clean",
+            ClamdAnswer::Infected(_) => "infected",
+            ClamdAnswer::SizeLimit(_) => "size_limit",
+            ClamdAnswer::Error(_) => "error",
+        };
+        m.clamd_scans.with_label_values(&[&self.name, result]).inc();
+        m.clamd_scan_seconds
+            .with_label_values(&[&self.name])
+            .observe(elapsed.as_secs_f64());
+        if matches!(answer, ClamdAnswer::Error(_)) {
+            m.clamd_errors.with_label_values(&[&self.name]).inc();
+        }
+        m.clamd_endpoint_up.with_label_values(&[&self.name]).set(1);
         let back = {
             let mut s = self.state();
             s.scans += 1;
@@ -98,6 +114,16 @@ impl Endpoint {
 
     /// A failure before any answer: takes the endpoint out of service.
     fn failed(&self, error: &ClamdError, probe: bool) {
+        let m = metrics();
+        m.clamd_endpoint_up.with_label_values(&[&self.name]).set(0);
+        if !probe {
+            let result = if error.is_timeout() { "timeout" } else { "no_answer" };
+            m.clamd_scans.with_label_values(&[&self.name, result]).inc();
+            m.clamd_errors.with_label_values(&[&self.name]).inc();
+            if error.is_timeout() {
+                m.clamd_timeouts.with_label_values(&[&self.name]).inc();
+            }
+        }
         let out = {
             let mut s = self.state();
             if probe {
@@ -118,6 +144,7 @@ impl Endpoint {
     }
 
     fn probe_ok(&self) {
+        metrics().clamd_endpoint_up.with_label_values(&[&self.name]).set(1);
         let back = {
             let mut s = self.state();
             s.consecutive_failures = 0;
@@ -200,6 +227,10 @@ impl Scanner {
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         for text in &cfg.endpoints {
             let addr = ClamdAddr::parse(text).map_err(|e| format!("[clamav] endpoints: {e}"))?;
+            metrics()
+                .clamd_endpoint_up
+                .with_label_values(&[&addr.to_string()])
+                .set(1);
             endpoints.push(Endpoint {
                 name: addr.to_string(),
                 addr,
