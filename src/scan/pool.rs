@@ -117,7 +117,11 @@ impl Endpoint {
         let m = metrics();
         m.clamd_endpoint_up.with_label_values(&[&self.name]).set(0);
         if !probe {
-            let result = if error.is_timeout() { "timeout" } else { "no_answer" };
+            let result = if error.is_timeout() {
+                "timeout"
+            } else {
+                "no_answer"
+            };
             m.clamd_scans.with_label_values(&[&self.name, result]).inc();
             m.clamd_errors.with_label_values(&[&self.name]).inc();
             if error.is_timeout() {
@@ -144,7 +148,10 @@ impl Endpoint {
     }
 
     fn probe_ok(&self) {
-        metrics().clamd_endpoint_up.with_label_values(&[&self.name]).set(1);
+        metrics()
+            .clamd_endpoint_up
+            .with_label_values(&[&self.name])
+            .set(1);
         let back = {
             let mut s = self.state();
             s.consecutive_failures = 0;

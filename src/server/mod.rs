@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::{Health, metrics, serve_http};
 use crate::milter::session::{SessionConfig, run_session};
 use crate::policy::LoadedPolicy;
+use crate::scan::Scanner;
 
 pub use filter::PolicyFilter;
 pub use listen::{ListenAddr, Listener};
@@ -28,13 +29,17 @@ pub use logging::init_logging;
 /// What every session shares: the policy in force and the id counter.
 pub struct DaemonState {
     policy: RwLock<Arc<LoadedPolicy>>,
+    /// The clamd pool for the policy in force; `None` when scanning is off.
+    scanner: RwLock<Option<Scanner>>,
     config_path: PathBuf,
     next_connection_id: AtomicU64,
 }
 
 impl DaemonState {
     pub fn new(config_path: PathBuf, loaded: LoadedPolicy) -> Arc<DaemonState> {
+        let scanner = build_scanner(&loaded);
         Arc::new(DaemonState {
+            scanner: RwLock::new(scanner),
             policy: RwLock::new(Arc::new(loaded)),
             config_path,
             next_connection_id: AtomicU64::new(1),
@@ -45,6 +50,14 @@ impl DaemonState {
     pub fn policy(&self) -> Arc<LoadedPolicy> {
         match self.policy.read() {
             Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The clamd pool in force, if scanning is on.
+    pub fn scanner(&self) -> Option<Scanner> {
+        match self.scanner.read() {
+            Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
@@ -73,6 +86,20 @@ impl DaemonState {
                     .policy_reloads
                     .with_label_values(&["success"])
                     .inc();
+                // The clamd pool is rebuilt only when its settings changed, so that
+                // endpoint health survives an unrelated reload.
+                let clamav_changed =
+                    format!("{:?}", new.policy.clamav) != format!("{:?}", old.policy.clamav);
+                if clamav_changed {
+                    let scanner = build_scanner(&new);
+                    let mut slot = match self.scanner.write() {
+                        Ok(s) => s,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    if let Some(old_scanner) = std::mem::replace(&mut *slot, scanner) {
+                        old_scanner.shutdown();
+                    }
+                }
                 match self.policy.write() {
                     Ok(mut p) => *p = Arc::new(new),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -102,7 +129,32 @@ impl Health for DaemonState {
     }
 
     fn ready(&self) -> Result<(), String> {
-        Ok(())
+        let loaded = self.policy();
+        if !loaded.policy.clamav.enabled {
+            return Ok(());
+        }
+        match self.scanner() {
+            Some(s) if s.any_healthy() => Ok(()),
+            Some(_) => Err("no clamd endpoint answers".into()),
+            None => Err("the clamd pool could not be built".into()),
+        }
+    }
+}
+
+/// Builds the clamd pool for a policy (inside the runtime, so that its probe task
+/// starts). The policy was validated, so a failure here is logged, and messages
+/// then get the `on_failure` action.
+fn build_scanner(loaded: &LoadedPolicy) -> Option<Scanner> {
+    let cfg = &loaded.policy.clamav;
+    if !cfg.enabled {
+        return None;
+    }
+    match Scanner::new(cfg) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("cannot set up clamd scanning: {e}");
+            None
+        }
     }
 }
 
