@@ -428,19 +428,13 @@ impl<'a> Ctx<'a> {
     }
 
     fn is_auto_reply(&self) -> bool {
-        if let Some(v) = self.first("Auto-Submitted") {
-            let token = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if matches!(
-                token.as_str(),
+        if let Some(v) = self.first("Auto-Submitted")
+            && matches!(
+                auto_submitted_keyword(&v).as_str(),
                 "auto-replied" | "auto-generated" | "auto-notified"
-            ) {
-                return true;
-            }
+            )
+        {
+            return true;
         }
         if self.has_header("X-Autoreply") || self.has_header("X-Autorespond") {
             return true;
@@ -474,6 +468,16 @@ impl<'a> Ctx<'a> {
                 .is_some_and(|t| t.trim() == "multipart/report")
         })
     }
+}
+
+/// The keyword of an `Auto-Submitted:` value, lowercased, without parameters or
+/// comments (`auto-replied (zimbra; vacation)` → `auto-replied`).
+pub fn auto_submitted_keyword(value: &str) -> String {
+    unfold(value)
+        .split([';', '(', ' ', '\t'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// Unfolds a header value (`\n` + whitespace → one space) and trims it.
@@ -670,12 +674,7 @@ fn zimbra_forwarded(ctx: &Ctx, _: Direction) -> Option<Hit> {
 fn auto_submitted_forwarded(ctx: &Ctx, _: Direction) -> Option<Hit> {
     ctx.msg
         .header_values("Auto-Submitted")
-        .any(|v| {
-            unfold(v)
-                .split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("auto-forwarded"))
-        })
+        .any(|v| auto_submitted_keyword(v) == "auto-forwarded")
         .then(Hit::default)
 }
 
