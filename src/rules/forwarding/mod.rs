@@ -196,6 +196,27 @@ impl ForwardingPolicy {
                 }
             }
         }
+        for (i, pair) in self.approved_pairs.iter().enumerate() {
+            let official = |v: &str| {
+                let d = v.rsplit_once('@').map_or(v, |(_, d)| d);
+                policy.domains.is_local(d)
+            };
+            if is_address_or_domain(&pair.from)
+                && is_address_or_domain(&pair.to)
+                && !official(&pair.from)
+                && !official(&pair.to)
+            {
+                problems.push(Problem::warning(
+                    "forwarding.approved_pairs",
+                    format!(
+                        "entry {}: neither {:?} nor {:?} is in a local domain; the pair approves nothing this rule would refuse",
+                        i + 1,
+                        pair.from,
+                        pair.to
+                    ),
+                ));
+            }
+        }
         if self.enabled && self.scope == Scope::Public && self.matcher().is_empty() {
             problems.push(Problem::warning(
                 "forwarding.scope",
@@ -351,7 +372,7 @@ pub fn evaluate(msg: &Message, policy: &Policy) -> Vec<Violation> {
 /// Looks for automatic forwarding, outbound first, then inbound.
 pub fn detect(msg: &Message, policy: &Policy) -> Option<ForwardingFinding> {
     let fwd = &policy.forwarding;
-    if !fwd.enabled {
+    if !fwd.enabled || !policy.rule_enabled(RULE) {
         return None;
     }
     let ctx = Ctx::new(msg, policy);
@@ -512,9 +533,9 @@ fn detect_inbound(ctx: &Ctx, guards: &[Guard]) -> Option<ForwardingFinding> {
     if hits.is_empty() {
         return None;
     }
+    // The forwarding mailboxes (not the author in From:, who forwarded nothing).
     let mut from: Vec<String> = hits.iter().map(|(_, (m, _))| m.clone()).collect();
     from.extend(fallback.clone());
-    from.extend(ctx.from.iter().cloned());
     if fwd.approved(&from, &local_rcpts) {
         tracing::debug!(
             direction = "inbound",

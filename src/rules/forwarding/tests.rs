@@ -385,3 +385,45 @@ fn every_signal_has_a_check_that_can_fire() {
         Strength::Weak
     );
 }
+
+#[test]
+fn rule_switched_off_in_rules_section_detects_nothing() {
+    let p = load("[rules.forwarding]\nenabled = false\n");
+    assert!(detect(&dot_forward("ngoc.nt@gmail.com"), &p).is_none());
+}
+
+#[test]
+fn approved_pair_without_a_local_side_is_a_warning() {
+    let found = problems(
+        "[forwarding]\napproved_pairs = [{ from = \"a@gmail.com\", to = \"b@yahoo.com\" }]\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "forwarding.approved_pairs");
+}
+
+#[test]
+fn auto_submitted_keyword_ignores_comments_and_parameters() {
+    use signals::auto_submitted_keyword;
+    assert_eq!(
+        auto_submitted_keyword("auto-replied (zimbra; vacation)"),
+        "auto-replied"
+    );
+    assert_eq!(
+        auto_submitted_keyword("Auto-Generated; owner-email=\"x@y\""),
+        "auto-generated"
+    );
+    assert_eq!(auto_submitted_keyword(" auto-forwarded"), "auto-forwarded");
+}
+
+#[test]
+fn inbound_approval_is_by_forwarding_mailbox_not_author() {
+    let inbound = msg(
+        "ngoc.nt+caf_=ngocnt_stttt=bacgiang.gov.vn@gmail.com",
+        &["ngocnt_stttt@bacgiang.gov.vn"],
+        &[("From", "partner@example.com")],
+    );
+    let by_author = load(
+        "[forwarding]\napproved_pairs = [{ from = \"partner@example.com\", to = \"ngocnt_stttt@bacgiang.gov.vn\" }]\n",
+    );
+    assert!(detect(&inbound, &by_author).is_some());
+}
