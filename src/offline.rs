@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::message::{Connection, Message};
 use crate::pipeline;
 use crate::policy::LoadedPolicy;
+use crate::scan::Scanner;
 use crate::verdict::{Action, HeaderEdit, Reason, Verdict};
 
 /// Envelope and connection for the messages, from the command line.
@@ -116,7 +117,11 @@ fn first_address(value: &str) -> Option<String> {
 
 /// Judges one message the way the daemon would: the early checks at MAIL and
 /// during the body, then the full decision.
-pub async fn judge_message(msg: &Message, loaded: &LoadedPolicy) -> Verdict {
+pub async fn judge_message(
+    msg: &Message,
+    loaded: &LoadedPolicy,
+    scanner: Option<&Scanner>,
+) -> Verdict {
     let policy = &loaded.policy;
     if let Some(v) = pipeline::at_mail(msg, policy) {
         return v;
@@ -124,7 +129,7 @@ pub async fn judge_message(msg: &Message, loaded: &LoadedPolicy) -> Verdict {
     if let Some(v) = pipeline::at_body_chunk(msg, 0, policy) {
         return v;
     }
-    pipeline::decide(msg, policy).await.verdict
+    pipeline::decide(msg, policy, scanner).await.verdict
 }
 
 /// Runs `scan` over files and prints one verdict per file.
@@ -139,9 +144,22 @@ pub fn run(loaded: &LoadedPolicy, options: &ScanOptions, files: &[PathBuf]) -> E
             return ExitCode::from(2);
         }
     };
+    // The same clamd pool the daemon would use; its probe task runs in `runtime`.
+    let scanner = if loaded.policy.clamav.enabled {
+        let built = runtime.block_on(async { Scanner::new(&loaded.policy.clamav) });
+        match built {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("congvu-milter: cannot set up clamd scanning: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut worst = 0u8;
     for file in files {
-        let report = match runtime.block_on(scan_file(loaded, options, file)) {
+        let report = match runtime.block_on(scan_file(loaded, scanner.as_ref(), options, file)) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
@@ -159,12 +177,13 @@ pub fn run(loaded: &LoadedPolicy, options: &ScanOptions, files: &[PathBuf]) -> E
 
 async fn scan_file(
     loaded: &LoadedPolicy,
+    scanner: Option<&Scanner>,
     options: &ScanOptions,
     file: &Path,
 ) -> std::io::Result<ScanReport> {
     let bytes = std::fs::read(file)?;
     let msg = message_from_file(&bytes, options);
-    let verdict = judge_message(&msg, loaded).await;
+    let verdict = judge_message(&msg, loaded, scanner).await;
     Ok(ScanReport {
         file: file.display().to_string(),
         action: verdict.action.as_str(),

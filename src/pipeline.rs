@@ -2,12 +2,21 @@
 //! folds every violation into one verdict. The daemon and the offline `scan`
 //! command both call [`decide`], so what an admin tests offline is what the daemon
 //! does.
+//!
+//! Order matters for cost, not for the outcome: when the cheap rules already
+//! refuse the message, clamd is not asked (the verdict could only get more severe
+//! in wording, not in action).
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::message::Message;
+use crate::metrics::metrics;
 use crate::policy::Policy;
 use crate::rules;
+use crate::rules::forwarding::ForwardingFinding;
+use crate::scan::{ScanMode, ScanOutcome, Scanner};
 use crate::verdict::{Action, Finding, Verdict, Violation};
 
 /// Facts about the message worth reporting beside the verdict (logs, metrics).
@@ -15,6 +24,9 @@ use crate::verdict::{Action, Finding, Verdict, Violation};
 pub struct Facts {
     pub size: u64,
     pub elapsed_ms: u64,
+    pub forwarding: Option<ForwardingFinding>,
+    /// The clamd outcome, when clamd was asked.
+    pub scan: Option<String>,
 }
 
 /// A verdict with the facts that led to it.
@@ -26,11 +38,14 @@ pub struct Decision {
 
 /// Judges violations under the policy and folds them into one verdict.
 pub fn judge(violations: &[Violation], msg: &Message, policy: &Policy) -> Verdict {
-    let findings: Vec<Finding> = violations
+    Verdict::from_findings(findings(violations, msg, policy))
+}
+
+fn findings(violations: &[Violation], msg: &Message, policy: &Policy) -> Vec<Finding> {
+    violations
         .iter()
         .filter_map(|v| policy.judge(v, msg))
-        .collect();
-    Verdict::from_findings(findings)
+        .collect()
 }
 
 /// The early verdict at MAIL FROM, if one is certain.
@@ -51,17 +66,80 @@ fn decisive(verdict: Verdict) -> Option<Verdict> {
     matches!(verdict.action, Action::Reject | Action::Tempfail).then_some(verdict)
 }
 
-/// The full decision at end of message.
-pub async fn decide(msg: &Message, policy: &Policy) -> Decision {
+/// The full decision at end of message. `scanner` is the clamd pool, `None` when
+/// scanning is off — or when it could not be set up, in which case the
+/// `on_failure` action applies as for any clamd failure.
+pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -> Decision {
     let started = Instant::now();
+    let mut facts = Facts {
+        size: msg.raw.len() as u64,
+        ..Facts::default()
+    };
     let mut violations = Vec::new();
     violations.extend(rules::size::check_streamed(msg, 0, policy));
-    let verdict = judge(&violations, msg, policy);
-    Decision {
-        verdict,
-        facts: Facts {
-            size: msg.raw.len() as u64,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        },
+    let forwarding = rules::forwarding::detect(msg, policy);
+    if let Some(f) = &forwarding {
+        violations.push(f.violation());
     }
+    let scan_parts = crate::inspect::ScanPart {
+        label: "message".into(),
+        data: Bytes::copy_from_slice(&msg.raw),
+    };
+    let mut found = findings(&violations, msg, policy);
+    let refused = found.iter().any(|f| {
+        matches!(
+            f.action,
+            Action::Reject | Action::Tempfail | Action::Discard
+        )
+    });
+
+    let mut outcome = None;
+    if policy.clamav.enabled && !refused {
+        let result = match scanner {
+            Some(s) => match policy.clamav.scan {
+                ScanMode::Message => s.scan_raw(Bytes::copy_from_slice(&msg.raw)).await,
+                ScanMode::Attachments => s.scan_parts(std::slice::from_ref(&scan_parts)).await,
+            },
+            None => ScanOutcome::Failed {
+                reason: "the clamd pool could not be set up".into(),
+                parts_scanned: 0,
+                unscanned: Vec::new(),
+            },
+        };
+        let (virus, failure) = rules::virus::evaluate(&result, policy);
+        found.extend(findings(&virus, msg, policy));
+        found.extend(failure);
+        facts.scan = Some(result.as_str().to_owned());
+        outcome = Some(result);
+    }
+
+    let mut verdict = Verdict::from_findings(found);
+    if let Some(result) = &outcome
+        && matches!(verdict.action, Action::Accept | Action::Quarantine)
+    {
+        // X-Virus-* edits first: forged ones are deleted before ours are added.
+        let mut headers = rules::virus::virus_headers(msg, result, policy);
+        headers.append(&mut verdict.headers);
+        verdict.headers = headers;
+    }
+    if let Some(f) = &forwarding
+        && verdict
+            .reasons
+            .iter()
+            .any(|r| r.rule == rules::forwarding::RULE)
+    {
+        for signal in &f.signals {
+            metrics()
+                .forwarding_blocks
+                .with_label_values(&[
+                    f.direction.as_str(),
+                    signal,
+                    if f.public { "yes" } else { "no" },
+                ])
+                .inc();
+        }
+    }
+    facts.forwarding = forwarding;
+    facts.elapsed_ms = started.elapsed().as_millis() as u64;
+    Decision { verdict, facts }
 }

@@ -409,3 +409,30 @@ fn scan_prints_json_verdicts_and_exit_codes() {
     assert_eq!(lines[1]["reasons"][0]["rule"], "message_size");
     assert_eq!(lines[1]["reasons"][0]["article"], "Điều 10");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clamd_unreachable_means_tempfail_and_not_ready() {
+    let daemon = Daemon::start(
+        "[clamav]\nenabled = true\nendpoints = [\"unix:/nonexistent/clamd.sock\"]\nprobe_interval = \"1s\"\n",
+    );
+    let mut c = client(&daemon).await;
+    let out = c
+        .send_message(
+            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
+            &plain_message(500),
+            &macros("TF1"),
+        )
+        .await
+        .unwrap();
+    let text = reply_text(&out.reply);
+    assert!(text.starts_with("451 4.7.1"), "{text}");
+    let (status, body) = daemon.http_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    let (_, metrics) = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains(
+            "congvu_milter_clamd_endpoint_up{endpoint=\"unix:/nonexistent/clamd.sock\"} 0"
+        ),
+        "{metrics}"
+    );
+}

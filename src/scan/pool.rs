@@ -294,9 +294,16 @@ impl Scanner {
         let deadline = tokio::time::Instant::now() + self.inner.cfg.message_deadline.get();
         let mut results: Vec<Option<PartResult>> = vec![None; parts.len()];
         {
-            let mut running = stream::iter(parts.iter().enumerate())
-                .map(|(i, part)| async move { (i, self.scan_one(&part.data).await) })
-                .buffer_unordered(self.inner.cfg.max_parallel_parts.max(1));
+            // The futures are built in a loop rather than by a closure in `map`: a
+            // closure here makes the caller's future fail the `Send` check
+            // (rustc's higher-ranked lifetime limitation), and the daemon needs
+            // `Send` futures.
+            let mut pending = Vec::with_capacity(parts.len());
+            for (i, part) in parts.iter().enumerate() {
+                pending.push(async move { (i, self.scan_one(&part.data).await) });
+            }
+            let mut running =
+                stream::iter(pending).buffer_unordered(self.inner.cfg.max_parallel_parts.max(1));
             loop {
                 match timeout_at(deadline, running.next()).await {
                     Ok(Some((i, result))) => results[i] = Some(result),

@@ -42,9 +42,10 @@ impl Filter for PolicyFilter {
 
     fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict> {
         let loaded = self.state.policy();
+        let scanner = self.state.scanner();
         Box::pin(async move {
             let started = Instant::now();
-            let decision = pipeline::decide(&msg, &loaded.policy).await;
+            let decision = pipeline::decide(&msg, &loaded.policy, scanner.as_ref()).await;
             log_verdict(&msg, &decision.verdict, "eom", started.elapsed());
             decision.verdict
         })

@@ -27,10 +27,15 @@ pub struct Daemon {
 }
 
 /// A policy for tests: `extra` is appended to a header that sets the milter and
-/// metrics sockets (`{MILTER}` / `{METRICS}` are not needed in `extra`).
+/// metrics sockets. Scanning is off unless `extra` has a `[clamav]` section.
 pub fn policy_text(milter_port: u16, metrics_port: u16, extra: &str) -> String {
+    let clamav = if extra.contains("[clamav]") {
+        ""
+    } else {
+        "[clamav]\nenabled = false\n"
+    };
     format!(
-        "[milter]\nlisten = [\"inet:127.0.0.1:{milter_port}\"]\nprogress_interval = \"1s\"\nshutdown_grace = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n{extra}\n"
+        "[milter]\nlisten = [\"inet:127.0.0.1:{milter_port}\"]\nprogress_interval = \"1s\"\nshutdown_grace = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n{clamav}{extra}\n"
     )
 }
 
