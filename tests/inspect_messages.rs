@@ -451,3 +451,75 @@ fn garbage_never_panics() {
         let _ = evaluate(&i, &Policy::default());
     }
 }
+
+#[test]
+fn replies_name_the_file() {
+    let policy = Policy::default();
+    let msg = congvu_milter::message::Message::default();
+    for (name, start) in [
+        (
+            "fail-rfc2231-name.eml",
+            "550 5.7.1 Tep dinh kem \"ho so.exe\" la tep thuc thi",
+        ),
+        (
+            "fail-tnef-winmail.eml",
+            "550 5.7.1 Tep dinh kem \"winmail.dat > cai-dat.exe\"",
+        ),
+        (
+            "fail-rtlo-name.eml",
+            "550 5.7.1 Ten tep \"hoso<U+202E>fdp.exe\" chua ky tu dao chieu",
+        ),
+    ] {
+        let v = evaluate(&inspect(&fixture(name)), &policy);
+        let reply = policy.judge(&v[0], &msg).unwrap().reply.unwrap().render();
+        assert!(reply.starts_with(start), "{name}: {reply}");
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FRAGMENTS: &[&[u8]] = &[
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"Content-Type: multipart/digest; boundary=\"b\"\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Type: application/ms-tnef\r\n",
+        b"Content-Type: text/plain; name*0*=utf-8''a%2; name*1=.exe\r\n",
+        b"Content-Disposition: attachment; filename=\"=?utf-8?B?YS5leGU=?=\"\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Transfer-Encoding: x-uuencode\r\n",
+        b" folded\r\n",
+        b"\r\n",
+        b"\n",
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n",
+        b"begin 644 x.exe\r\n#86)C\r\n`\r\nend\r\n",
+        b"x\x9f>\"\x01\x00\x02\x02\x90\x06\x00\x0e\x00\x00\x00",
+        b"=?utf-8?Q?=E1=BB?=",
+        b"From x Mon\r\n",
+        b"MZ",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn never_panics(
+            picks in prop::collection::vec(0..FRAGMENTS.len(), 0..80),
+            noise in prop::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let mut raw: Vec<u8> = picks.iter().flat_map(|&i| FRAGMENTS[i].iter().copied()).collect();
+            raw.extend(noise);
+            let limits = LimitsSection {
+                max_mime_parts: 50,
+                max_message_depth: 5,
+                ..Default::default()
+            };
+            let i = inspect_message(&raw, &limits);
+            prop_assert!(i.parts <= 50);
+            let _ = evaluate(&i, &Policy::default());
+        }
+    }
+}

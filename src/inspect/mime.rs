@@ -22,7 +22,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::file::{Budget, classify, inspect_file};
-use super::names::{ContentField, parse_content_field};
+use super::names::{ContentField, display_name, parse_content_field};
 use super::transfer::{decode_base64, decode_quoted_printable};
 use super::{FileFacts, FileKind, Inspection, ScanPart, Signature, tnef, uuencode};
 use crate::policy::LimitsSection;
@@ -282,7 +282,7 @@ impl<'l> Walker<'l> {
                 self.limits.max_message_depth
             ));
             self.out.scan_parts.push(ScanPart {
-                label: path.join(" > "),
+                label: path_label(&path),
                 data: src.share(range),
             });
             return;
@@ -299,9 +299,15 @@ impl<'l> Walker<'l> {
     }
 
     fn leaf(&mut self, item: &Item<'_>, headers: &PartHeaders, ctype: &str, body: Range<usize>) {
-        let data = match decode_body(&item.src, body.clone(), headers.encoding.as_deref()) {
-            Decoded::Same => item.src.share(body),
+        let decoded = decode_body(&item.src, body.clone(), headers.encoding.as_deref());
+        // A view for the checks; `Bytes` (a copy, for borrowed input) only when kept.
+        let data: &[u8] = match &decoded {
+            Decoded::Same => &item.src.as_slice()[body.clone()],
             Decoded::New(bytes) => bytes,
+        };
+        let keep = || match &decoded {
+            Decoded::Same => item.src.share(body.clone()),
+            Decoded::New(bytes) => bytes.clone(),
         };
         let name = headers.names.first().map(|n| truncate(n));
         let attachment = headers
@@ -325,7 +331,7 @@ impl<'l> Walker<'l> {
                 self.signed(Signature::Smime);
             }
             if body_text
-                && memchr::memmem::find(&data, b"-----BEGIN PGP SIGNED MESSAGE-----").is_some()
+                && memchr::memmem::find(data, b"-----BEGIN PGP SIGNED MESSAGE-----").is_some()
             {
                 self.signed(Signature::OpenPgp);
             }
@@ -337,16 +343,17 @@ impl<'l> Walker<'l> {
             format!("part {}", item.label)
         };
         // Body text is a file only when its content is not text after all.
-        let is_file = !body_text || !matches!(classify(&data), FileKind::Other(_));
+        let is_file = !body_text || !matches!(classify(data), FileKind::Other(_));
         let mut file_path = item.path.clone();
         if is_file {
+            let data = keep();
             file_path.push(name.clone().unwrap_or_else(|| "(unnamed)".to_owned()));
             if top {
                 self.out.attachments_size += data.len() as u64;
             }
             self.out.scan_parts.push(ScanPart {
                 label: if name.is_some() {
-                    file_path.join(" > ")
+                    path_label(&file_path)
                 } else {
                     label.clone()
                 },
@@ -370,13 +377,16 @@ impl<'l> Walker<'l> {
             // The body text of an attached message: part of an attachment.
             self.out.scan_parts.push(ScanPart {
                 label,
-                data: data.clone(),
+                data: keep(),
             });
         }
 
         if is_text {
             let max = usize::try_from(self.parts_left()).unwrap_or(usize::MAX);
-            for uu in uuencode::find_uuencoded(&data, max.saturating_add(1)) {
+            for uu in uuencode::find_uuencoded(data, max.saturating_add(1)) {
+                if uu.data.is_empty() {
+                    continue; // prose that happens to start with "begin 644 x"
+                }
                 if !self.count_part() {
                     break;
                 }
@@ -392,7 +402,7 @@ impl<'l> Walker<'l> {
                     self.out.attachments_size += bytes.len() as u64;
                 }
                 self.out.scan_parts.push(ScanPart {
-                    label: path.join(" > "),
+                    label: path_label(&path),
                     data: bytes.clone(),
                 });
                 inspect_file(
@@ -449,6 +459,14 @@ impl<'l> Walker<'l> {
             self.out.problems.push(problem);
         }
     }
+}
+
+/// A path for log labels, with control and bidi characters made visible.
+fn path_label(path: &[String]) -> String {
+    path.iter()
+        .map(|p| display_name(p, 80))
+        .collect::<Vec<_>>()
+        .join(" > ")
 }
 
 fn child_label(parent: &str, n: usize) -> String {

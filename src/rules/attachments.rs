@@ -106,14 +106,18 @@ impl AttachmentPolicy {
         problems
     }
 
-    /// The extension that makes `name` an executable, if it does.
+    /// The extension that makes `name` an executable, if it does. A name with a
+    /// NUL (`x.exe%00.pdf`) is also read as Windows would, cut at the NUL.
     pub fn executable_extension(&self, name: &str) -> Option<String> {
-        let ext = final_extension(name)?;
-        self.executable_extensions
-            .iter()
-            .chain(&self.extra_executable_extensions)
-            .any(|e| e.trim().to_lowercase() == ext)
-            .then_some(ext)
+        let cut = name.split('\0').next().unwrap_or(name);
+        [name, cut].into_iter().find_map(|n| {
+            let ext = final_extension(n)?;
+            self.executable_extensions
+                .iter()
+                .chain(&self.extra_executable_extensions)
+                .any(|e| e.trim().to_lowercase() == ext)
+                .then_some(ext)
+        })
     }
 }
 
@@ -149,17 +153,15 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         let where_ = long_path(f);
 
         if let Some((name, c)) = names.iter().find_map(|n| bidi_control(n).map(|c| (*n, c))) {
+            let mut detail = format!(
+                "{where_}: the name holds the Unicode direction control U+{:04X}, which makes it display differently from what it is",
+                c as u32
+            );
+            if f.path.last().map(String::as_str) != Some(name) {
+                detail.push_str(&format!(" (name \"{}\")", display_name(name, 80)));
+            }
             push(
-                Violation::new(
-                    "deceptive_name",
-                    ARTICLE_FILES,
-                    format!(
-                        "{where_}: the name holds the direction control U+{:04X}, so it is shown differently from what it is ({})",
-                        c as u32,
-                        display_name(name, 80)
-                    ),
-                )
-                .with("file", file.clone()),
+                Violation::new("deceptive_name", ARTICLE_FILES, detail).with("file", file.clone()),
             );
         }
 
@@ -368,6 +370,7 @@ mod tests {
             ("x.COM", true),
             ("run.Ps1", true),
             ("noext", false),
+            ("x.exe\0.pdf", true),
         ] {
             assert_eq!(p.executable_extension(name).is_some(), exe, "{name:?}");
         }
@@ -506,6 +509,34 @@ mod tests {
     fn long_paths_are_shortened() {
         let f = facts(&["a.eml", "b.eml", "c.eml", "d.zip", "x.exe"], other());
         assert_eq!(short_path(&f), "a.eml > … > x.exe");
+    }
+
+    #[test]
+    fn policy_file_section() {
+        use crate::policy::LoadedPolicy;
+        use std::path::Path;
+        let ok = LoadedPolicy::from_text(
+            "[attachments]\nextra_executable_extensions = [\"dll\", \"SYS\"]\ncheck_content = false\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let a = &ok.policy.attachments;
+        assert!(a.executable_extension("driver.sys").is_some());
+        assert!(a.executable_extension("x.exe").is_some(), "defaults kept");
+        assert!(!a.check_content);
+        let err = LoadedPolicy::from_text(
+            "[attachments]\nextra_executable_extensions = [\".dll\"]\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("p.toml:2: error: attachments.extra_executable_extensions"),
+            "{err}"
+        );
+        assert!(
+            LoadedPolicy::from_text("[attachments]\nblock = []\n", Path::new("p.toml")).is_err()
+        );
     }
 
     #[test]
