@@ -8,6 +8,15 @@
 
 use bytes::Bytes;
 
+pub mod file;
+pub mod mime;
+pub mod names;
+pub mod tnef;
+pub mod transfer;
+pub mod uuencode;
+
+pub use mime::{inspect_message, inspect_message_shared};
+
 /// The real type of a file, by content (never by name or declared type).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileKind {
@@ -79,4 +88,47 @@ pub struct ScanPart {
     /// For logs: the part's name or its position (`part 2.1`).
     pub label: String,
     pub data: Bytes,
+}
+
+/// How the message is signed, for the metrics (Điều 4 khoản 8 encourages it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// `multipart/signed` with `application/(x-)pkcs7-signature`, or
+    /// `application/(x-)pkcs7-mime; smime-type=signed-data`.
+    Smime,
+    /// `multipart/signed` with `application/pgp-signature`, or an inline
+    /// `-----BEGIN PGP SIGNED MESSAGE-----` body.
+    OpenPgp,
+}
+
+/// Everything the MIME walk found in one message.
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    /// Every file: attachments (named or not, inline ones too), attached messages
+    /// themselves, files inside attached messages at any depth, uuencoded blocks,
+    /// the files inside TNEF `winmail.dat`, and (through [`file::inspect_file`])
+    /// every entry inside archives. A body text part appears here only when its
+    /// content is not text (an executable or archive sent as "text").
+    pub files: Vec<FileFacts>,
+    /// Other names a file was given, by index into `files`: a plain `filename`
+    /// beside an RFC 2231 one, a `Content-Type` name that differs from the
+    /// `Content-Disposition` filename. The rules check them like the file's name.
+    pub alt_names: Vec<(usize, String)>,
+    /// Decoded size of the message's attachments together (Điều 10): every part
+    /// except the message's own body text; an attached message counts once, at
+    /// its decoded size; uuencoded files in the body text count too.
+    pub attachments_size: u64,
+    /// Decoded leaf parts for the virus scanner: the parts `attachments_size`
+    /// counts, except that an attached message is given as its decoded leaves
+    /// (its body text included) rather than as one raw blob; plus uuencoded files.
+    /// TNEF stays whole (clamd unpacks it).
+    pub scan_parts: Vec<ScanPart>,
+    /// How the message itself is signed, if it is.
+    pub signed: Option<Signature>,
+    /// MIME entities seen, attached messages' parts included (plus uuencoded and
+    /// TNEF files).
+    pub parts: u64,
+    /// Why the message could not be inspected completely (a limit was hit); each
+    /// makes the message uninspectable.
+    pub problems: Vec<String>,
 }

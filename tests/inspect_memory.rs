@@ -1,0 +1,128 @@
+//! Peak memory of the MIME walk on a 20 MB message: under 3x the message size,
+//! the message itself included. Measured with a counting allocator (this test
+//! binary only); the tests run one at a time under a lock.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use congvu_milter::inspect::{inspect_message, inspect_message_shared};
+use congvu_milter::policy::LimitsSection;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static LOCK: Mutex<()> = Mutex::new(());
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
+            PEAK.fetch_max(now, Ordering::SeqCst);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const MIB: usize = 1024 * 1024;
+
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
+    for line in data.chunks(57) {
+        for chunk in line.chunks(3) {
+            let b = |i: usize| chunk.get(i).copied().unwrap_or(0) as u32;
+            let n = b(0) << 16 | b(1) << 8 | b(2);
+            for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+                out.push(if k <= chunk.len() {
+                    ALPHABET[(n >> shift & 63) as usize]
+                } else {
+                    b'='
+                });
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// About 20 MB: a text body, a base64 attachment and an 8-bit attachment, and an
+/// attached message with a base64 attachment of its own.
+fn twenty_mb_message() -> Vec<u8> {
+    let mut m = b"From: a@x.test\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_m\"\r\n\r\n--=_m\r\nContent-Type: text/plain\r\n\r\nhello\r\n".to_vec();
+    let data: Vec<u8> = (0..8 * MIB).map(|i| (i * 31 % 251) as u8).collect();
+    m.extend_from_slice(b"--=_m\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    m.extend_from_slice(&base64_lines(&data));
+    m.extend_from_slice(b"--=_m\r\nContent-Type: text/csv; name=\"b.csv\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    m.extend(std::iter::repeat_n(b'x', 5 * MIB));
+    m.extend_from_slice(b"\r\n--=_m\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=\"=_i\"\r\n\r\n--=_i\r\nContent-Type: application/pdf; name=\"c.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    m.extend_from_slice(&base64_lines(&data[..3 * MIB]));
+    m.extend_from_slice(b"--=_i--\r\n\r\n--=_m--\r\n");
+    m
+}
+
+fn measure(f: impl FnOnce()) -> usize {
+    PEAK.store(CURRENT.load(Ordering::SeqCst), Ordering::SeqCst);
+    f();
+    PEAK.load(Ordering::SeqCst)
+}
+
+#[test]
+fn peak_memory_under_three_times_the_message() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let raw = twenty_mb_message();
+    let size = raw.len();
+    assert!(size > 19 * MIB && size < 22 * MIB, "{size}");
+    let baseline = CURRENT.load(Ordering::SeqCst);
+    let peak = measure(|| {
+        let inspection = inspect_message(&raw, &LimitsSection::default());
+        assert_eq!(inspection.files.len(), 4, "{:?}", inspection.files);
+        assert!(inspection.problems.is_empty());
+    });
+    let extra = peak - baseline;
+    eprintln!(
+        "message {size} bytes: peak {peak} bytes with the message ({:.2}x)",
+        (peak - baseline + size) as f64 / size as f64
+    );
+    assert!(
+        extra + size < 3 * size,
+        "peak {} is not under 3x {size}",
+        extra + size
+    );
+}
+
+#[test]
+fn shared_input_is_not_copied() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let raw = Bytes::from(twenty_mb_message());
+    let size = raw.len();
+    let baseline = CURRENT.load(Ordering::SeqCst);
+    let peak = measure(|| {
+        let inspection = inspect_message_shared(&raw, &LimitsSection::default());
+        // The 8-bit part is a slice of the input.
+        let csv = inspection
+            .scan_parts
+            .iter()
+            .find(|p| p.label == "b.csv")
+            .unwrap();
+        let inside = raw.as_ptr_range();
+        assert!(inside.contains(&csv.data.as_ptr()));
+    });
+    let extra = peak - baseline;
+    eprintln!(
+        "shared: peak {:.2}x the message",
+        (extra + size) as f64 / size as f64
+    );
+    // Decoded base64 (8 + 3 MiB) on top of the message.
+    assert!(extra < 13 * MIB, "{extra}");
+}
