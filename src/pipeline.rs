@@ -11,6 +11,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use tokio::runtime::RuntimeFlavor;
+
+use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature};
 use crate::message::Message;
 use crate::metrics::metrics;
 use crate::policy::Policy;
@@ -66,6 +69,92 @@ fn decisive(verdict: Verdict) -> Option<Verdict> {
     matches!(verdict.action, Action::Reject | Action::Tempfail).then_some(verdict)
 }
 
+/// Inspects the message's content. The work is CPU-bound, so on the daemon's
+/// multi-threaded runtime it tells tokio to move other tasks off this thread
+/// meanwhile.
+fn inspect(msg: &Message, policy: &Policy) -> Inspection {
+    let run = || crate::inspect::inspect_message(&msg.raw, &policy.limits);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        _ => run(),
+    }
+}
+
+/// Counts what inspection saw: file types, archive entries, encrypted archives,
+/// signed mail.
+fn count_inspection(inspection: &Inspection) {
+    let m = metrics();
+    for file in &inspection.files {
+        m.attachments
+            .with_label_values(&[file_type_label(&file.kind)])
+            .inc();
+        if file.path.len() > 1 {
+            m.archive_entries.inc();
+        }
+        if file.encrypted {
+            let format = match &file.kind {
+                FileKind::Archive(kind) => archive_label(*kind),
+                _ => "other",
+            };
+            m.encrypted_archives.with_label_values(&[format]).inc();
+        }
+    }
+    if let Some(signed) = inspection.signed {
+        let kind = match signed {
+            Signature::Smime => "smime",
+            Signature::OpenPgp => "openpgp",
+        };
+        m.signed_messages.with_label_values(&[kind]).inc();
+    }
+}
+
+fn archive_label(kind: ArchiveKind) -> &'static str {
+    match kind {
+        ArchiveKind::Zip => "zip",
+        ArchiveKind::SevenZip => "7z",
+        ArchiveKind::Tar => "tar",
+        ArchiveKind::Gzip => "gzip",
+        ArchiveKind::Bzip2 => "bzip2",
+        ArchiveKind::Xz => "xz",
+        ArchiveKind::Rar4 => "rar4",
+        ArchiveKind::Rar5 => "rar5",
+        ArchiveKind::Unsupported(_) => "unsupported",
+    }
+}
+
+/// A bounded label for a detected file type.
+fn file_type_label(kind: &FileKind) -> &'static str {
+    match kind {
+        FileKind::Executable(e) => match e {
+            ExecKind::Pe => "executable_pe",
+            ExecKind::Dos => "executable_dos",
+            ExecKind::Elf => "executable_elf",
+            ExecKind::MachO => "executable_macho",
+            ExecKind::Msi => "executable_msi",
+            ExecKind::JavaClass => "executable_java",
+            ExecKind::Script => "executable_script",
+        },
+        FileKind::Archive(a) => match a {
+            ArchiveKind::Zip => "archive_zip",
+            ArchiveKind::SevenZip => "archive_7z",
+            ArchiveKind::Tar => "archive_tar",
+            ArchiveKind::Gzip => "archive_gzip",
+            ArchiveKind::Bzip2 => "archive_bzip2",
+            ArchiveKind::Xz => "archive_xz",
+            ArchiveKind::Rar4 | ArchiveKind::Rar5 => "archive_rar",
+            ArchiveKind::Unsupported(_) => "archive_unsupported",
+        },
+        FileKind::Document(_) => "document",
+        FileKind::Other(mime) => match mime.split('/').next().unwrap_or("") {
+            "image" => "image",
+            "text" => "text",
+            "audio" | "video" => "media",
+            "message" => "message",
+            _ => "other",
+        },
+    }
+}
+
 /// The full decision at end of message. `scanner` is the clamd pool, `None` when
 /// scanning is off — or when it could not be set up, in which case the
 /// `on_failure` action applies as for any clamd failure.
@@ -81,10 +170,9 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
     if let Some(f) = &forwarding {
         violations.push(f.violation());
     }
-    let scan_parts = crate::inspect::ScanPart {
-        label: "message".into(),
-        data: Bytes::copy_from_slice(&msg.raw),
-    };
+    let inspection = inspect(msg, policy);
+    violations.extend(rules::attachments::evaluate(&inspection, policy));
+    count_inspection(&inspection);
     let mut found = findings(&violations, msg, policy);
     let refused = found.iter().any(|f| {
         matches!(
@@ -98,7 +186,7 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
         let result = match scanner {
             Some(s) => match policy.clamav.scan {
                 ScanMode::Message => s.scan_raw(Bytes::copy_from_slice(&msg.raw)).await,
-                ScanMode::Attachments => s.scan_parts(std::slice::from_ref(&scan_parts)).await,
+                ScanMode::Attachments => s.scan_parts(&inspection.scan_parts).await,
             },
             None => ScanOutcome::Failed {
                 reason: "the clamd pool could not be set up".into(),

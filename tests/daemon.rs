@@ -32,6 +32,10 @@ fn plain_message(body_bytes: usize) -> Vec<u8> {
     m
 }
 
+fn with_attachment() -> Vec<u8> {
+    b"From: a@example.org\r\nTo: b@bacgiang.gov.vn\r\nSubject: report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\nContent-Type: text/plain; name=\"bao-cao.txt\"\r\nContent-Disposition: attachment; filename=\"bao-cao.txt\"\r\n\r\nso lieu quy 3\r\n--b1--\r\n".to_vec()
+}
+
 async fn client(daemon: &Daemon) -> MilterClient<tokio::net::TcpStream> {
     let mut c = MilterClient::connect_tcp(&daemon.milter_addr(), TIMEOUT)
         .await
@@ -412,6 +416,8 @@ fn scan_prints_json_verdicts_and_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clamd_unreachable_means_tempfail_and_not_ready() {
+    // Mail without attachments has nothing to scan in `attachments` mode; this one
+    // carries a small text file.
     let daemon = Daemon::start(
         "[clamav]\nenabled = true\nendpoints = [\"unix:/nonexistent/clamd.sock\"]\nprobe_interval = \"1s\"\n",
     );
@@ -419,7 +425,7 @@ async fn clamd_unreachable_means_tempfail_and_not_ready() {
     let out = c
         .send_message(
             &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &plain_message(500),
+            &with_attachment(),
             &macros("TF1"),
         )
         .await

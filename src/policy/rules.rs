@@ -245,14 +245,18 @@ fn render_template(template: &str, violation: &Violation, hide_details: bool) ->
 /// SMTP replies and headers carry ASCII only: Vietnamese letters lose their
 /// diacritics, anything else non-printable becomes `?`.
 pub fn ascii_only(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ' '..='~' => c,
-            'đ' => 'd',
-            'Đ' => 'D',
-            c => strip_vietnamese_diacritic(c).unwrap_or('?'),
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            'đ' => out.push('d'),
+            'Đ' => out.push('D'),
+            '…' => out.push_str("..."),
+            '→' => out.push('>'),
+            c => out.push(strip_vietnamese_diacritic(c).unwrap_or('?')),
+        }
+    }
+    out
 }
 
 fn strip_vietnamese_diacritic(c: char) -> Option<char> {
