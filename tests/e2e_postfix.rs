@@ -1,0 +1,259 @@
+//! End to end through a real Postfix: SMTP client → Postfix (smtpd_milters →
+//! congvu-milter) → the test bed's sink, with a real clamd behind the milter.
+//! Asserts what the SMTP client sees (the milter's own reply text) and what
+//! arrives behind Postfix, one case per rule, and that the offline `scan` command
+//! gives the same verdict as the daemon on every message fixture.
+
+mod common;
+mod daemon_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::clamd::{Clamd, ClamdOptions, eicar};
+use common::postfix::{Postfix, PostfixOptions};
+use daemon_support::Daemon;
+
+const SENDER: &str = "sender@example.org";
+const LOCAL_RCPT: &str = "user@bacgiang.gov.vn";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A milter (with a real clamd unless `clamav` is false) and a Postfix in front.
+struct Bed {
+    clamd: Option<Clamd>,
+    daemon: Daemon,
+    postfix: Postfix,
+}
+
+fn bed(extra_policy: &str, clamav: bool) -> Bed {
+    let clamd = clamav.then(|| Clamd::start(ClamdOptions::default()));
+    let clamav_section = match &clamd {
+        Some(c) => format!(
+            "[clamav]\nenabled = true\nendpoints = [\"unix:{}\"]\nprobe_interval = \"1s\"\n",
+            c.socket_path().display()
+        ),
+        None => "[clamav]\nenabled = false\n".into(),
+    };
+    let daemon = Daemon::start(&format!("{clamav_section}\n{extra_policy}"));
+    let postfix = Postfix::start(PostfixOptions::with_milter(daemon.milter_socket()));
+    Bed {
+        clamd,
+        daemon,
+        postfix,
+    }
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn crlf(text: &str) -> Vec<u8> {
+    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+}
+
+fn with_attachment(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
+    use base64_encode as b64;
+    let mut m = crlf(&format!(
+        "From: {SENDER}\nTo: {LOCAL_RCPT}\nSubject: ho so\nMessage-ID: <e2e-{name}@example.org>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XyZ\"\n\n--XyZ\nContent-Type: text/plain; charset=utf-8\n\nXem tep dinh kem.\n--XyZ\nContent-Type: {content_type}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding: base64\n\n"
+    ));
+    m.extend_from_slice(&b64(data));
+    m.extend_from_slice(b"\r\n--XyZ--\r\n");
+    m
+}
+
+/// Base64 with 76-character CRLF lines (no crate needed for a test).
+fn base64_encode(data: &[u8]) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut line = 0;
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = [
+            T[(n >> 18) as usize & 63],
+            T[(n >> 12) as usize & 63],
+            if chunk.len() > 1 { T[(n >> 6) as usize & 63] } else { b'=' },
+            if chunk.len() > 2 { T[n as usize & 63] } else { b'=' },
+        ];
+        out.extend_from_slice(&chars);
+        line += 4;
+        if line >= 76 {
+            out.extend_from_slice(b"\r\n");
+            line = 0;
+        }
+    }
+    out
+}
+
+fn body_of(message: &[u8]) -> &[u8] {
+    common::body_of(message)
+}
+
+#[test]
+fn ordinary_mail_is_delivered_unchanged_with_a_clean_status() {
+    let bed = bed("", true);
+    let mut raw = crlf(
+        "From: sender@example.org\nTo: user@bacgiang.gov.vn\nSubject: bao cao\nX-Virus-Status: Clean\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nKính gửi anh chị,\n.leading dot line\n\n--b1\nContent-Type: text/csv; name=\"so-lieu.csv\"\nContent-Disposition: attachment; filename=\"so-lieu.csv\"\n\nthang,so\n1,2\n--b1--\n",
+    );
+    raw.extend_from_slice(b"");
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &raw);
+    assert!(out.accepted(), "{}", out.text());
+    let got = bed.postfix.wait_delivered(1, WAIT);
+    assert_eq!(body_of(&got[0]), body_of(&raw), "body changed on the way");
+    let status = common::header_values(&got[0], "X-Virus-Status");
+    assert_eq!(status, vec!["Clean".to_string()], "the forged header is replaced by ours");
+    assert_eq!(
+        common::header_values(&got[0], "X-Virus-Scanned"),
+        vec!["ClamAV using congvu-milter".to_string()]
+    );
+    let qid = out.queue_id().expect("Postfix queue id");
+    assert!(
+        bed.daemon.log().contains(&format!("{qid}: accept")),
+        "the verdict line carries Postfix's queue id {qid}:\n{}",
+        bed.daemon.log()
+    );
+}
+
+#[test]
+fn message_over_the_cap_gets_the_milters_552() {
+    let bed = bed(
+        "[limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"600 KiB\"\n",
+        false,
+    );
+    let big = with_attachment("data.bin", "application/octet-stream", &vec![7u8; 1_500_000]);
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &big);
+    assert_eq!(out.code(), 552, "{}", out.text());
+    assert!(out.text().contains("5.3.4"), "{}", out.text());
+    assert!(out.text().contains("Dieu 10"), "the milter's own text: {}", out.text());
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+}
+
+#[test]
+fn attachments_over_15_mib_are_refused_under_it_pass() {
+    let bed = bed("", false);
+    let over = with_attachment("lon.bin", "application/octet-stream", &vec![1u8; 16 * 1024 * 1024]);
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &over);
+    assert_eq!(out.code(), 552, "{}", out.text());
+    assert!(out.text().contains("vuot qua 15 MiB"), "{}", out.text());
+    let under = with_attachment("vua.bin", "application/octet-stream", &vec![1u8; 14 * 1024 * 1024]);
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &under);
+    assert!(out.accepted(), "{}", out.text());
+}
+
+#[test]
+fn executable_attachment_is_refused_naming_file_and_article() {
+    let bed = bed("", true);
+    let out = bed
+        .postfix
+        .send(SENDER, &[LOCAL_RCPT], &fixture("messages/fail-double-extension.eml"));
+    assert_eq!(out.code(), 550, "{}", out.text());
+    let text = out.text();
+    assert!(text.contains("5.7.1"), "{text}");
+    assert!(text.contains("hoso.pdf.exe"), "{text}");
+    assert!(text.contains("Dieu 4 khoan 7"), "{text}");
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+}
+
+#[test]
+fn virus_is_refused_with_its_signature_and_clamd_down_defers() {
+    let mut bed = bed("", true);
+    let infected = with_attachment("ghi-chu.txt", "text/plain", &eicar());
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &infected);
+    assert_eq!(out.code(), 554, "{}", out.text());
+    assert!(out.text().contains("Eicar"), "{}", out.text());
+
+    bed.clamd.as_mut().expect("clamd").stop();
+    let clean = with_attachment("ghi-chu.txt", "text/plain", b"khong co gi\r\n");
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &clean);
+    assert_eq!(out.code(), 451, "nothing passes unscanned: {}", out.text());
+    assert!(out.text().contains("4.7.1"), "{}", out.text());
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+
+    bed.clamd.as_mut().expect("clamd").restart();
+    let accepted = common::poll(WAIT, || {
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &clean);
+        out.accepted().then_some(())
+    });
+    assert!(accepted.is_some(), "mail flows again once clamd is back");
+}
+
+#[test]
+fn automatic_forwarding_into_an_official_mailbox_is_refused() {
+    let bed = bed("", false);
+    // Gmail auto-forward: envelope sender with +caf_=, X-Forwarded-* headers.
+    let raw = crlf(
+        "Delivered-To: someone@gmail.com\nX-Forwarded-To: user@bacgiang.gov.vn\nX-Forwarded-For: someone@gmail.com user@bacgiang.gov.vn\nFrom: Friend <friend@example.org>\nTo: someone@gmail.com\nSubject: hello\nMessage-ID: <fwd1@example.org>\n\nhi\n",
+    );
+    let out = bed.postfix.send(
+        "someone+caf_=user=bacgiang.gov.vn@gmail.com",
+        &[LOCAL_RCPT],
+        &raw,
+    );
+    assert_eq!(out.code(), 550, "{}", out.text());
+    assert!(out.text().contains("Dieu 4 khoan 4"), "{}", out.text());
+    let log = bed.daemon.log();
+    assert!(log.contains("gmail_caf_sender"), "signal named in the log:\n{log}");
+}
+
+#[test]
+fn sighup_through_postfix_new_policy_judges_broken_one_is_refused() {
+    let bed = bed("", false);
+    let msg = with_attachment("chuong-trinh.bat", "text/plain", b"echo hi\r\n");
+    assert_eq!(bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg).code(), 550);
+    // The admins allow .bat (a policy change), and the same mail now passes.
+    let allow_bat = "[clamav]\nenabled = false\n[attachments]\nexecutable_extensions = [\"exe\", \"com\"]\n";
+    assert!(bed.daemon.reload_with(allow_bat));
+    assert!(bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg).accepted());
+    // A broken edit is refused: .bat still passes under the policy in force.
+    std::fs::write(bed.daemon.policy_path(), "[attachments\n").unwrap();
+    assert!(!bed.daemon.reload_raw());
+    assert!(bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg).accepted());
+}
+
+/// Every message fixture: the daemon behind Postfix and `scan` agree.
+#[test]
+fn scan_and_daemon_agree_on_every_message_fixture() {
+    let bed = bed("", true);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/messages");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "fixtures present");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args(["scan", "--json", "--from", SENDER, "--rcpt", LOCAL_RCPT, "--config"])
+        .arg(bed.daemon.policy_path())
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let offline: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(offline.len(), files.len(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut disagreements = Vec::new();
+    for (file, report) in files.iter().zip(&offline) {
+        let raw = std::fs::read(file).unwrap();
+        let raw = if raw.windows(2).any(|w| w == b"\r\n") { raw } else { crlf(&String::from_utf8_lossy(&raw)) };
+        let smtp = bed.postfix.send(SENDER, &[LOCAL_RCPT], &raw);
+        let daemon_action = match smtp.code() {
+            200..=299 => "accept",
+            400..=499 => "tempfail",
+            _ => "reject",
+        };
+        let scan_action = report["action"].as_str().unwrap_or("?");
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        if daemon_action != scan_action {
+            disagreements.push(format!("{name}: daemon {daemon_action} ({}), scan {scan_action}", smtp.text()));
+        }
+        let expected = if name.starts_with("pass-") { "accept" } else { "reject" };
+        if scan_action != expected {
+            disagreements.push(format!("{name}: expected {expected}, scan says {scan_action}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
