@@ -6,6 +6,10 @@
 //! finds every file in a message (attachments, nested messages, uuencoded blocks,
 //! TNEF) and collects the facts into an [`Inspection`].
 
+pub mod archive;
+pub mod file;
+pub mod filetype;
+
 use bytes::Bytes;
 
 /// The real type of a file, by content (never by name or declared type).
