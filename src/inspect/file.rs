@@ -29,6 +29,9 @@ pub struct Budget {
     deadline: Instant,
     /// Digests of the archives being opened (outermost first), to stop loops.
     ancestors: Vec<[u8; 32]>,
+    /// Set when a compression bomb was found in the current attachment: nothing
+    /// more of it is unpacked (the names are still listed).
+    bomb: Option<String>,
 }
 
 impl Budget {
@@ -54,6 +57,7 @@ impl Budget {
             max_time: limits.max_inspect_time.get(),
             deadline,
             ancestors: Vec::new(),
+            bomb: None,
         }
     }
 
@@ -95,6 +99,17 @@ impl Budget {
         }
         self.entries_left -= 1;
         Ok(())
+    }
+
+    /// The compression bomb found in the current attachment, if any.
+    pub fn bomb(&self) -> Option<&str> {
+        self.bomb.as_deref()
+    }
+
+    pub(crate) fn set_bomb(&mut self, reason: &str) {
+        if self.bomb.is_none() {
+            self.bomb = Some(reason.to_string());
+        }
     }
 
     /// Records `n` unpacked bytes.
@@ -145,6 +160,10 @@ pub fn inspect_file(
     budget: &mut Budget,
     out: &mut Vec<FileFacts>,
 ) {
+    if depth == 0 {
+        // A new attachment: a bomb found in the previous one does not stop it.
+        budget.bomb = None;
+    }
     let kind = filetype::classify(data);
     let index = out.len();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
@@ -228,10 +247,15 @@ pub fn inspect_file(
     });
     budget.ancestors.pop();
 
+    // What could not be inspected inside makes the archive itself not fully
+    // inspected: the first reason found below is carried up, naming the limit.
+    let inner = out
+        .get(index + 1..)
+        .and_then(|below| below.iter().find_map(|f| f.uninspectable.clone()));
     if let Some(facts) = out.get_mut(index) {
         facts.encrypted |= opened.encrypted;
         if facts.uninspectable.is_none() {
-            facts.uninspectable = opened.uninspectable;
+            facts.uninspectable = opened.uninspectable.or(inner);
         }
     }
 }
@@ -267,6 +291,23 @@ mod tests {
         assert_eq!(b.ratio_cap(1), RATIO_FLOOR);
         assert_eq!(b.ratio_cap(1 << 20), 10 << 20);
         assert!(b.unpacked_reason().contains("max_unpacked_size = 10"));
+    }
+
+    #[test]
+    fn an_archive_that_contains_itself_is_a_loop() {
+        // What a zip quine does at every level: an entry with the very bytes of an
+        // archive being opened. No tool makes one; the check is fed directly.
+        let zip = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/archives/plain.zip"
+        ))
+        .unwrap();
+        let mut b = Budget::new(&LimitsSection::default());
+        b.ancestors.push(Sha256::digest(&zip).into());
+        let mut out = Vec::new();
+        inspect_file(vec!["a.zip".into()], None, &zip, 1, &mut b, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].uninspectable.as_deref().unwrap().contains("loop"));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::io::{Cursor, Read};
 
 use flate2::read::MultiGzDecoder;
 
-use super::{DECODER_MEMORY_LIMIT, Opened, Sink, deliver, format_name, read_capped};
+use super::{
+    DECODER_MEMORY_LIMIT, Opened, Sink, deliver, format_name, listed_after_bomb, read_capped,
+};
 use crate::inspect::ArchiveKind;
 use crate::inspect::file::Budget;
 
@@ -50,6 +52,9 @@ pub fn open(
         opened.problem(reason);
         return opened;
     }
+    if listed_after_bomb(&entry, 0, &mut opened, budget, sink) {
+        return opened;
+    }
     let mut reader: Box<dyn Read + '_> = match kind {
         ArchiveKind::Gzip => Box::new(MultiGzDecoder::new(Cursor::new(data))),
         ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(Cursor::new(data))),
@@ -65,7 +70,7 @@ pub fn open(
     let what = format!("{} stream", format_name(kind));
     deliver(
         entry,
-        unpacked.data.len() as u64,
+        unpacked.total,
         unpacked,
         &what,
         &mut opened,

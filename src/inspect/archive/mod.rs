@@ -112,6 +112,8 @@ pub struct Unpacked {
     pub limit: Option<String>,
     /// The decoder's error (damaged data).
     pub error: Option<String>,
+    /// Bytes unpacked before it stopped (more than `data` holds when stopped).
+    pub total: u64,
 }
 
 /// Unpacks an entry from `reader`: never more than the bytes left in the budget,
@@ -149,10 +151,13 @@ pub fn read_capped(
             }
         };
         out.data.extend_from_slice(&buf[..n]);
+        out.total = out.total.saturating_add(n as u64);
         budget.spend_bytes(n as u64);
         if out.data.len() as u64 > cap {
             out.limit = Some(if ratio_cap < byte_cap {
-                budget.ratio_reason(name)
+                let reason = budget.ratio_reason(name);
+                budget.set_bomb(&reason);
+                reason
             } else {
                 budget.unpacked_reason()
             });
@@ -167,23 +172,53 @@ pub fn read_capped(
 }
 
 /// The limit an entry's stated size already breaks, before anything is unpacked.
-pub fn precheck(declared: u64, packed: u64, name: &str, budget: &Budget) -> Option<String> {
-    if declared > budget.bytes_left() {
+pub fn precheck(declared: u64, packed: u64, name: &str, budget: &mut Budget) -> Option<String> {
+    if declared > budget.ratio_cap(packed) {
+        let reason = budget.ratio_reason(name);
+        budget.set_bomb(&reason);
+        Some(reason)
+    } else if declared > budget.bytes_left() {
         Some(budget.unpacked_reason())
-    } else if declared > budget.ratio_cap(packed) {
-        Some(budget.ratio_reason(name))
     } else {
         None
     }
 }
 
-/// Unpacks at most [`PREFIX_LEN`] bytes (counted in the budget), to tell the type
-/// of an entry that is over a limit.
+/// Unpacks at most [`PREFIX_LEN`] bytes, and no more than the budget has left, to
+/// tell the type of an entry that is over a limit.
 pub fn read_prefix(reader: &mut dyn Read, budget: &mut Budget) -> Vec<u8> {
     let mut data = Vec::new();
-    let _ = reader.take(PREFIX_LEN as u64).read_to_end(&mut data);
+    let want = budget.bytes_left().min(PREFIX_LEN as u64);
+    let _ = reader.take(want).read_to_end(&mut data);
     budget.spend_bytes(data.len() as u64);
     data
+}
+
+/// After a compression bomb in this attachment, an entry is listed without
+/// being unpacked; true when it was (the caller goes on to the next entry).
+pub fn listed_after_bomb(
+    name: &str,
+    declared: u64,
+    opened: &mut Opened,
+    budget: &mut Budget,
+    sink: &mut Sink<'_>,
+) -> bool {
+    let Some(bomb) = budget.bomb().map(str::to_string) else {
+        return false;
+    };
+    let note = format!("not unpacked after a compression bomb: {bomb}");
+    opened.problem(note.clone());
+    sink(
+        budget,
+        Entry {
+            name: name.to_string(),
+            size: declared,
+            encrypted: false,
+            data: None,
+            note: Some(note),
+        },
+    );
+    true
 }
 
 /// Hands an unpacked entry to the sink: complete, limited (prefix plus reason,
@@ -206,7 +241,7 @@ pub fn deliver(
         opened.problem(n.clone());
     }
     let size = if note.is_some() {
-        declared.max(unpacked.data.len() as u64)
+        declared.max(unpacked.total)
     } else {
         unpacked.data.len() as u64
     };

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use tar::EntryType;
 
-use super::{Entry, Opened, Sink, deliver, precheck, read_capped};
+use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped};
 use crate::inspect::file::Budget;
 
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
@@ -39,6 +39,9 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let declared = entry.size();
+        if listed_after_bomb(&name, declared, &mut opened, budget, sink) {
+            continue;
+        }
         if let Some(reason) = precheck(declared, declared, &name, budget) {
             opened.problem(reason.clone());
             let prefix = super::read_prefix(&mut entry, budget);

@@ -11,7 +11,7 @@ use std::io::Cursor;
 use zip::result::ZipError;
 use zip::{CompressionMethod, HasZipMetadata, ZipArchive};
 
-use super::{Entry, Opened, Sink, deliver, precheck, read_capped, read_prefix};
+use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped, read_prefix};
 use crate::inspect::file::Budget;
 
 struct Meta {
@@ -79,6 +79,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     };
     if let Some(reason) = &overlap {
         opened.problem(reason.clone());
+        budget.set_bomb(reason);
     }
 
     for (index, meta) in metas.into_iter().enumerate() {
@@ -88,6 +89,12 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         if let Err(reason) = budget.take_entry() {
             opened.problem(reason);
             break;
+        }
+        if overlap.is_none()
+            && !meta.encrypted
+            && listed_after_bomb(&meta.name, meta.size, &mut opened, budget, sink)
+        {
+            continue;
         }
         if meta.encrypted || overlap.is_some() {
             sink(
