@@ -277,6 +277,25 @@ fn dmarc_report_zip_passes() {
 }
 
 #[test]
+fn password_protected_office_document_is_encrypted() {
+    // Office encrypts a docx into an OLE2 file with an EncryptedPackage stream.
+    let data = cfb_file(None, "EncryptedPackage");
+    let facts = inspect_with("secret.docx", &data, &LimitsSection::default());
+    assert!(matches!(facts[0].kind, FileKind::Document(_)));
+    assert!(facts[0].encrypted);
+}
+
+#[test]
+fn padded_tar_gz_is_not_damaged() {
+    // Tape-style zero padding after the gzip member, which gunzip ignores.
+    let mut data = fixture("exe-in.tar.gz");
+    data.extend([0u8; 1024]);
+    let facts = inspect_with("exe-in.tar.gz", &data, &LimitsSection::default());
+    assert_eq!(facts[0].uninspectable, None, "{facts:#?}");
+    assert_eq!(executables(&facts).len(), 1);
+}
+
+#[test]
 fn plain_archives_pass() {
     assert_clean(&inspect("plain.zip"));
 }

@@ -449,6 +449,145 @@ mod tests {
         assert_eq!(vint(&[0xFF; 12], &mut p), None);
     }
 
+    use crate::inspect::file::{Budget, inspect_file};
+    use crate::inspect::{ExecKind, FileFacts, FileKind};
+    use crate::policy::LimitsSection;
+
+    fn pe() -> Vec<u8> {
+        let mut d = vec![0u8; 256];
+        d[..2].copy_from_slice(b"MZ");
+        d[0x3C] = 0x80;
+        d[0x80..0x84].copy_from_slice(b"PE\0\0");
+        d
+    }
+
+    fn run(data: &[u8]) -> Vec<FileFacts> {
+        let mut b = Budget::new(&LimitsSection::default());
+        let mut out = Vec::new();
+        inspect_file(vec!["x.rar".into()], None, data, 0, &mut b, &mut out);
+        out
+    }
+
+    fn v(mut n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let b = (n & 0x7F) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn rar5_block(body: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 4]; // CRC, not checked
+        b.extend(v(body.len() as u64));
+        b.extend(body);
+        b.extend(data);
+        b
+    }
+
+    /// A RAR 5 archive with one file; `method` 0 is stored.
+    fn rar5(name: &str, data: &[u8], method: u64, encrypted: bool) -> Vec<u8> {
+        let mut out = RAR5_MARKER.to_vec();
+        out.extend(rar5_block(&[1, 0, 0], &[])); // main header
+        let mut extra = Vec::new();
+        if encrypted {
+            let record = [1u8, 0, 0]; // type 1 (encryption), version 0, flags 0
+            extra.extend(v(record.len() as u64));
+            extra.extend(record);
+        }
+        let mut body = v(2); // file header
+        body.extend(v(0x0002 | if encrypted { 0x0001 } else { 0 }));
+        if encrypted {
+            body.extend(v(extra.len() as u64));
+        }
+        body.extend(v(data.len() as u64));
+        body.extend(v(0)); // file flags
+        body.extend(v(data.len() as u64));
+        body.extend(v(0x20)); // attributes
+        body.extend(v(method << 7));
+        body.extend(v(0)); // host OS
+        body.extend(v(name.len() as u64));
+        body.extend(name.as_bytes());
+        body.extend(&extra);
+        out.extend(rar5_block(&body, data));
+        out.extend(rar5_block(&[5, 0, 0], &[])); // end of archive
+        out
+    }
+
+    /// A RAR 4 archive with one file; method 0x30 is stored.
+    fn rar4(name: &str, data: &[u8], method: u8, flags: u16) -> Vec<u8> {
+        let mut out = RAR4_MARKER.to_vec();
+        out.extend([0, 0, 0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0]);
+        let head_size = 32 + name.len() as u16;
+        out.extend([0, 0, 0x74]);
+        out.extend((flags | 0x8000).to_le_bytes());
+        out.extend(head_size.to_le_bytes());
+        out.extend((data.len() as u32).to_le_bytes());
+        out.extend((data.len() as u32).to_le_bytes());
+        out.push(2); // host OS
+        out.extend([0u8; 4]); // CRC
+        out.extend([0u8; 4]); // time
+        out.push(29);
+        out.push(method);
+        out.extend((name.len() as u16).to_le_bytes());
+        out.extend([0x20, 0, 0, 0]);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        out.extend([0, 0, 0x7B, 0, 0x40, 7, 0]);
+        out
+    }
+
+    #[test]
+    fn stored_rar_entries_are_inspected_by_content() {
+        for archive in [
+            rar5("invoice.pdf", &pe(), 0, false),
+            rar4("invoice.pdf", &pe(), 0x30, 0),
+        ] {
+            let facts = run(&archive);
+            assert_eq!(facts.len(), 2, "{facts:#?}");
+            assert_eq!(facts[1].name.as_deref(), Some("invoice.pdf"));
+            assert_eq!(facts[1].kind, FileKind::Executable(ExecKind::Pe));
+            assert!(!facts[0].encrypted);
+        }
+    }
+
+    #[test]
+    fn compressed_rar_entries_are_listed_only() {
+        for archive in [
+            rar5("a.exe", &pe(), 3, false),
+            rar4("a.exe", &pe(), 0x33, 0),
+        ] {
+            let facts = run(&archive);
+            assert_eq!(facts.len(), 2, "{facts:#?}");
+            assert_eq!(facts[1].name.as_deref(), Some("a.exe"));
+            assert_eq!(facts[1].size, 256);
+            assert!(!matches!(facts[1].kind, FileKind::Executable(_)));
+        }
+    }
+
+    #[test]
+    fn encrypted_stored_rar_entries_are_not_read() {
+        for archive in [
+            rar5("a.txt", &pe(), 0, true),
+            rar4("a.txt", &pe(), 0x30, 0x0004),
+        ] {
+            let facts = run(&archive);
+            assert!(facts[0].encrypted, "{facts:#?}");
+            assert!(facts[1].encrypted);
+            assert!(!matches!(facts[1].kind, FileKind::Executable(_)));
+        }
+    }
+
+    #[test]
+    fn rar4_directories_use_slashes() {
+        let facts = run(&rar4("dir\\sub\\x.txt", b"hi", 0x30, 0));
+        assert_eq!(facts[1].name.as_deref(), Some("dir/sub/x.txt"));
+    }
+
     #[test]
     fn rar4_unicode_name_falls_back_to_oem() {
         assert_eq!(decode_rar4_unicode(b"abc"), "abc");
