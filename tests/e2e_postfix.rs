@@ -44,12 +44,16 @@ fn bed(extra_policy: &str, clamav: bool) -> Bed {
 }
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+    text.replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
 }
 
 fn with_attachment(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
@@ -68,13 +72,25 @@ fn base64_encode(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut line = 0;
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = [
             T[(n >> 18) as usize & 63],
             T[(n >> 12) as usize & 63],
-            if chunk.len() > 1 { T[(n >> 6) as usize & 63] } else { b'=' },
-            if chunk.len() > 2 { T[n as usize & 63] } else { b'=' },
+            if chunk.len() > 1 {
+                T[(n >> 6) as usize & 63]
+            } else {
+                b'='
+            },
+            if chunk.len() > 2 {
+                T[n as usize & 63]
+            } else {
+                b'='
+            },
         ];
         out.extend_from_slice(&chars);
         line += 4;
@@ -102,7 +118,11 @@ fn ordinary_mail_is_delivered_unchanged_with_a_clean_status() {
     let got = bed.postfix.wait_delivered(1, WAIT);
     assert_eq!(body_of(&got[0]), body_of(&raw), "body changed on the way");
     let status = common::header_values(&got[0], "X-Virus-Status");
-    assert_eq!(status, vec!["Clean".to_string()], "the forged header is replaced by ours");
+    assert_eq!(
+        status,
+        vec!["Clean".to_string()],
+        "the forged header is replaced by ours"
+    );
     assert_eq!(
         common::header_values(&got[0], "X-Virus-Scanned"),
         vec!["ClamAV using congvu-milter".to_string()]
@@ -121,22 +141,38 @@ fn message_over_the_cap_gets_the_milters_552() {
         "[limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"600 KiB\"\n",
         false,
     );
-    let big = with_attachment("data.bin", "application/octet-stream", &vec![7u8; 1_500_000]);
+    let big = with_attachment(
+        "data.bin",
+        "application/octet-stream",
+        &vec![7u8; 1_500_000],
+    );
     let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &big);
     assert_eq!(out.code(), 552, "{}", out.text());
     assert!(out.text().contains("5.3.4"), "{}", out.text());
-    assert!(out.text().contains("Dieu 10"), "the milter's own text: {}", out.text());
+    assert!(
+        out.text().contains("Dieu 10"),
+        "the milter's own text: {}",
+        out.text()
+    );
     bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
 }
 
 #[test]
 fn attachments_over_15_mib_are_refused_under_it_pass() {
     let bed = bed("", false);
-    let over = with_attachment("lon.bin", "application/octet-stream", &vec![1u8; 16 * 1024 * 1024]);
+    let over = with_attachment(
+        "lon.bin",
+        "application/octet-stream",
+        &vec![1u8; 16 * 1024 * 1024],
+    );
     let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &over);
     assert_eq!(out.code(), 552, "{}", out.text());
     assert!(out.text().contains("vuot qua 15 MiB"), "{}", out.text());
-    let under = with_attachment("vua.bin", "application/octet-stream", &vec![1u8; 14 * 1024 * 1024]);
+    let under = with_attachment(
+        "vua.bin",
+        "application/octet-stream",
+        &vec![1u8; 14 * 1024 * 1024],
+    );
     let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &under);
     assert!(out.accepted(), "{}", out.text());
 }
@@ -144,9 +180,11 @@ fn attachments_over_15_mib_are_refused_under_it_pass() {
 #[test]
 fn executable_attachment_is_refused_naming_file_and_article() {
     let bed = bed("", true);
-    let out = bed
-        .postfix
-        .send(SENDER, &[LOCAL_RCPT], &fixture("messages/fail-double-extension.eml"));
+    let out = bed.postfix.send(
+        SENDER,
+        &[LOCAL_RCPT],
+        &fixture("messages/fail-double-extension.eml"),
+    );
     assert_eq!(out.code(), 550, "{}", out.text());
     let text = out.text();
     assert!(text.contains("5.7.1"), "{text}");
@@ -193,7 +231,10 @@ fn automatic_forwarding_into_an_official_mailbox_is_refused() {
     assert_eq!(out.code(), 550, "{}", out.text());
     assert!(out.text().contains("Dieu 4 khoan 4"), "{}", out.text());
     let log = bed.daemon.log();
-    assert!(log.contains("gmail_caf_sender"), "signal named in the log:\n{log}");
+    assert!(
+        log.contains("gmail_caf_sender"),
+        "signal named in the log:\n{log}"
+    );
 }
 
 #[test]
@@ -202,7 +243,8 @@ fn sighup_through_postfix_new_policy_judges_broken_one_is_refused() {
     let msg = with_attachment("chuong-trinh.bat", "text/plain", b"echo hi\r\n");
     assert_eq!(bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg).code(), 550);
     // The admins allow .bat (a policy change), and the same mail now passes.
-    let allow_bat = "[clamav]\nenabled = false\n[attachments]\nexecutable_extensions = [\"exe\", \"com\"]\n";
+    let allow_bat =
+        "[clamav]\nenabled = false\n[attachments]\nexecutable_extensions = [\"exe\", \"com\"]\n";
     assert!(bed.daemon.reload_with(allow_bat));
     assert!(bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg).accepted());
     // A broken edit is refused: .bat still passes under the policy in force.
@@ -224,7 +266,9 @@ fn scan_and_daemon_agree_on_every_message_fixture() {
     files.sort();
     assert!(files.len() >= 15, "fixtures present");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
-        .args(["scan", "--json", "--from", SENDER, "--rcpt", LOCAL_RCPT, "--config"])
+        .args([
+            "scan", "--json", "--from", SENDER, "--rcpt", LOCAL_RCPT, "--config",
+        ])
         .arg(bed.daemon.policy_path())
         .args(&files)
         .output()
@@ -234,11 +278,20 @@ fn scan_and_daemon_agree_on_every_message_fixture() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(offline.len(), files.len(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        offline.len(),
+        files.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut disagreements = Vec::new();
     for (file, report) in files.iter().zip(&offline) {
         let raw = std::fs::read(file).unwrap();
-        let raw = if raw.windows(2).any(|w| w == b"\r\n") { raw } else { crlf(&String::from_utf8_lossy(&raw)) };
+        let raw = if raw.windows(2).any(|w| w == b"\r\n") {
+            raw
+        } else {
+            crlf(&String::from_utf8_lossy(&raw))
+        };
         let smtp = bed.postfix.send(SENDER, &[LOCAL_RCPT], &raw);
         let daemon_action = match smtp.code() {
             200..=299 => "accept",
@@ -248,12 +301,116 @@ fn scan_and_daemon_agree_on_every_message_fixture() {
         let scan_action = report["action"].as_str().unwrap_or("?");
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         if daemon_action != scan_action {
-            disagreements.push(format!("{name}: daemon {daemon_action} ({}), scan {scan_action}", smtp.text()));
+            disagreements.push(format!(
+                "{name}: daemon {daemon_action} ({}), scan {scan_action}",
+                smtp.text()
+            ));
         }
-        let expected = if name.starts_with("pass-") { "accept" } else { "reject" };
+        let expected = if name.starts_with("pass-") {
+            "accept"
+        } else {
+            "reject"
+        };
         if scan_action != expected {
-            disagreements.push(format!("{name}: expected {expected}, scan says {scan_action}"));
+            disagreements.push(format!(
+                "{name}: expected {expected}, scan says {scan_action}"
+            ));
         }
     }
     assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+/// Every archive fixture, attached to a message: the daemon behind Postfix and
+/// `scan` agree, documents and plain archives pass, executables and encrypted
+/// archives are refused.
+#[test]
+fn scan_and_daemon_agree_on_every_archive_fixture() {
+    let bed = bed("", true);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/archives");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.extension()
+                .is_some_and(|x| x == "sh" || x == "py" || x == "md")
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40, "fixtures present");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut messages = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let msg = with_attachment(
+            &name,
+            "application/octet-stream",
+            &std::fs::read(f).unwrap(),
+        );
+        let path = tmp.path().join(format!("{i:03}.eml"));
+        std::fs::write(&path, &msg).unwrap();
+        messages.push((name, path, msg));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args([
+            "scan", "--json", "--from", SENDER, "--rcpt", LOCAL_RCPT, "--config",
+        ])
+        .arg(bed.daemon.policy_path())
+        .args(messages.iter().map(|(_, p, _)| p))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let offline: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        offline.len(),
+        messages.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let must_pass = [
+        "budget.xlsx",
+        "report.docx",
+        "minutes.odt",
+        "plain.zip",
+        "plain.7z",
+        "google.com!bacgiang.gov.vn!1704067200!1704153599.zip",
+        "rar5-plain.rar",
+    ];
+    let mut problems = Vec::new();
+    for ((name, _, msg), report) in messages.iter().zip(&offline) {
+        let smtp = bed.postfix.send(SENDER, &[LOCAL_RCPT], msg);
+        let daemon_action = match smtp.code() {
+            200..=299 => "accept",
+            400..=499 => "tempfail",
+            _ => "reject",
+        };
+        let scan_action = report["action"].as_str().unwrap_or("?");
+        if daemon_action != scan_action {
+            problems.push(format!(
+                "{name}: daemon {daemon_action} ({}), scan {scan_action}",
+                smtp.text()
+            ));
+        }
+        let rules: Vec<&str> = report["reasons"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["rule"].as_str()).collect())
+            .unwrap_or_default();
+        if must_pass.contains(&name.as_str()) && scan_action != "accept" {
+            problems.push(format!("{name}: must pass, got {scan_action} {rules:?}"));
+        }
+        if (name.starts_with("exe-in") || name.contains("encrypted") || name.starts_with("zip"))
+            && name != "zip64.zip"
+            && scan_action != "reject"
+        {
+            problems.push(format!("{name}: must be refused, got {scan_action}"));
+        }
+        if name.contains("encrypted") || name == "zip-aes.zip" || name == "zipcrypto.zip" {
+            if !rules.contains(&"encrypted_archive") {
+                problems.push(format!("{name}: not refused as encrypted: {rules:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::file::{Budget, classify, inspect_file};
+use super::file::{Budget, inspect_file};
+use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field};
 use super::transfer::{decode_base64, decode_quoted_printable};
 use super::{FileFacts, FileKind, Inspection, ScanPart, Signature, tnef, uuencode};
@@ -477,11 +478,18 @@ fn child_label(parent: &str, n: usize) -> String {
     }
 }
 
+/// Shortens an absurdly long name for logs and replies, keeping its start and
+/// its end: the final extension decides whether a file is an executable, so it
+/// must survive (`aaaa…aaaa.exe`).
 fn truncate(name: &str) -> String {
-    match name.char_indices().nth(MAX_NAME_CHARS) {
-        Some((i, _)) => format!("{}…", &name[..i]),
-        None => name.to_owned(),
+    let count = name.chars().count();
+    if count <= MAX_NAME_CHARS {
+        return name.to_owned();
     }
+    let keep = MAX_NAME_CHARS / 2;
+    let head: String = name.chars().take(keep).collect();
+    let tail: String = name.chars().skip(count - keep).collect();
+    format!("{head}…{tail}")
 }
 
 enum Decoded {

@@ -6,14 +6,16 @@
 //! finds every file in a message (attachments, nested messages, uuencoded blocks,
 //! TNEF) and collects the facts into an [`Inspection`].
 
-use bytes::Bytes;
-
+pub mod archive;
 pub mod file;
+pub mod filetype;
 pub mod mime;
 pub mod names;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
+
+use bytes::Bytes;
 
 pub use mime::{inspect_message, inspect_message_shared};
 

@@ -1,0 +1,203 @@
+//! Single-stream compressors: gzip (flate2), bzip2 (bzip2, pure-Rust backend), xz
+//! (lzma-rust2). The decompressed stream is the one entry, named after the file
+//! (`a.tar.gz` → `a.tar`, `b.tgz` → `b.tar`) or `(unnamed)`. Concatenated
+//! streams (members) are read whole, and bytes after the last member that do not
+//! start another one (tape padding, zeros) are ignored — as gunzip, bunzip2 and
+//! unxz do, so a padded .tar.gz is not "damaged".
+
+use std::io::{self, Cursor, Read};
+
+use super::{
+    DECODER_MEMORY_LIMIT, Opened, Sink, deliver, format_name, listed_after_bomb, read_capped,
+};
+use crate::inspect::ArchiveKind;
+use crate::inspect::file::Budget;
+
+/// The entry's name: the archive's name without its compression suffix.
+pub fn entry_name(kind: ArchiveKind, name: Option<&str>) -> String {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return "(unnamed)".to_string();
+    };
+    let lower = name.to_ascii_lowercase();
+    let (strip, tar): (&[&str], &[&str]) = match kind {
+        ArchiveKind::Gzip => (&[".gz", ".gzip", ".z"], &[".tgz", ".taz"]),
+        ArchiveKind::Bzip2 => (&[".bz2", ".bz", ".bzip2"], &[".tbz2", ".tbz", ".tb2"]),
+        ArchiveKind::Xz => (&[".xz"], &[".txz"]),
+        _ => (&[], &[]),
+    };
+    for s in tar {
+        if lower.ends_with(s) && name.is_char_boundary(name.len() - s.len()) {
+            return format!("{}.tar", &name[..name.len() - s.len()]);
+        }
+    }
+    for s in strip {
+        if lower.ends_with(s) && name.len() > s.len() && name.is_char_boundary(name.len() - s.len())
+        {
+            return name[..name.len() - s.len()].to_string();
+        }
+    }
+    "(unnamed)".to_string()
+}
+
+pub fn open(
+    kind: ArchiveKind,
+    name: Option<&str>,
+    data: &[u8],
+    budget: &mut Budget,
+    sink: &mut Sink<'_>,
+) -> Opened {
+    let mut opened = Opened::default();
+    let entry = entry_name(kind, name);
+    if let Err(reason) = budget.take_entry() {
+        opened.problem(reason);
+        return opened;
+    }
+    if listed_after_bomb(&entry, 0, &mut opened, budget, sink) {
+        return opened;
+    }
+    let mut reader: Box<dyn Read + '_> = match kind {
+        ArchiveKind::Gzip | ArchiveKind::Bzip2 => Box::new(Members {
+            gzip: kind == ArchiveKind::Gzip,
+            rest: data,
+            current: None,
+        }),
+        ArchiveKind::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            Cursor::new(data),
+            true,
+            u32::try_from(DECODER_MEMORY_LIMIT / 1024).unwrap_or(u32::MAX),
+        )),
+        _ => return opened,
+    };
+    let unpacked = read_capped(&mut reader, data.len() as u64, &entry, budget);
+    drop(reader);
+    let what = format!("{} stream", format_name(kind));
+    deliver(
+        entry,
+        unpacked.total,
+        unpacked,
+        &what,
+        &mut opened,
+        budget,
+        sink,
+    );
+    opened
+}
+
+/// gzip or bzip2 members one after the other, each decoded by a `bufread`
+/// decoder that stops at its member's end and leaves the rest unread.
+struct Members<'a> {
+    gzip: bool,
+    rest: &'a [u8],
+    current: Option<Member<'a>>,
+}
+
+enum Member<'a> {
+    Gz(Box<flate2::bufread::GzDecoder<&'a [u8]>>),
+    Bz(Box<bzip2::bufread::BzDecoder<&'a [u8]>>),
+}
+
+impl<'a> Members<'a> {
+    fn starts_member(&self) -> bool {
+        if self.gzip {
+            self.rest.starts_with(&[0x1F, 0x8B, 0x08])
+        } else {
+            self.rest.starts_with(b"BZh")
+        }
+    }
+}
+
+impl Read for Members<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.current.take() {
+                Some(mut member) => {
+                    let n = match &mut member {
+                        Member::Gz(d) => d.read(buf)?,
+                        Member::Bz(d) => d.read(buf)?,
+                    };
+                    if n > 0 || buf.is_empty() {
+                        self.current = Some(member);
+                        return Ok(n);
+                    }
+                    let before = self.rest.len();
+                    self.rest = match member {
+                        Member::Gz(d) => d.into_inner(),
+                        Member::Bz(d) => d.into_inner(),
+                    };
+                    if self.rest.len() >= before {
+                        return Ok(0);
+                    }
+                }
+                None => {
+                    if !self.starts_member() {
+                        return Ok(0);
+                    }
+                    let rest = self.rest;
+                    self.current = Some(if self.gzip {
+                        Member::Gz(Box::new(flate2::bufread::GzDecoder::new(rest)))
+                    } else {
+                        Member::Bz(Box::new(bzip2::bufread::BzDecoder::new(rest)))
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unpack(gzip: bool, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Members {
+            gzip,
+            rest: data,
+            current: None,
+        }
+        .read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn members_concatenated_and_padding_ignored() {
+        use std::io::Write;
+        let mut gz = Vec::new();
+        for part in [b"hello ".as_slice(), b"world"] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(part).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        gz.extend([0u8; 512]);
+        assert_eq!(unpack(true, &gz).unwrap(), b"hello world");
+        let mut bz = Vec::new();
+        for part in [b"xin ".as_slice(), b"chao"] {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            e.write_all(part).unwrap();
+            bz.extend(e.finish().unwrap());
+        }
+        bz.extend(b"trailing garbage");
+        assert_eq!(unpack(false, &bz).unwrap(), b"xin chao");
+        // A damaged member is an error, not silence.
+        let mut bad = gz.clone();
+        bad.truncate(20);
+        assert!(unpack(true, &bad).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(entry_name(ArchiveKind::Gzip, Some("a.tar.gz")), "a.tar");
+        assert_eq!(entry_name(ArchiveKind::Gzip, Some("b.TGZ")), "b.tar");
+        assert_eq!(
+            entry_name(ArchiveKind::Bzip2, Some("clam.exe.bz2")),
+            "clam.exe"
+        );
+        assert_eq!(entry_name(ArchiveKind::Xz, Some("x.txz")), "x.tar");
+        assert_eq!(entry_name(ArchiveKind::Xz, Some("noext")), "(unnamed)");
+        assert_eq!(entry_name(ArchiveKind::Gzip, None), "(unnamed)");
+        assert_eq!(
+            entry_name(ArchiveKind::Gzip, Some("tài liệu.gz")),
+            "tài liệu"
+        );
+    }
+}

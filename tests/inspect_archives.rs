@@ -1,0 +1,641 @@
+//! Per-file inspection against the fixtures in fixtures/archives (made by
+//! make-archives.sh with real tools, and by make-hostile.py for bombs and crafted
+//! files). Each test names what it proves.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use congvu_milter::inspect::file::{Budget, inspect_file};
+use congvu_milter::inspect::filetype::classify;
+use congvu_milter::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind};
+use congvu_milter::policy::{ByteSize, LimitsSection};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/archives")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn inspect_with(name: &str, data: &[u8], limits: &LimitsSection) -> Vec<FileFacts> {
+    let mut budget = Budget::new(limits);
+    let mut out = Vec::new();
+    inspect_file(
+        vec![name.to_string()],
+        Some(name),
+        data,
+        0,
+        &mut budget,
+        &mut out,
+    );
+    out
+}
+
+fn inspect(name: &str) -> Vec<FileFacts> {
+    inspect_with(name, &fixture(name), &LimitsSection::default())
+}
+
+fn executables(facts: &[FileFacts]) -> Vec<(Vec<String>, ExecKind)> {
+    facts
+        .iter()
+        .filter_map(|f| match f.kind {
+            FileKind::Executable(k) => Some((f.path.clone(), k)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn path(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Nothing flagged: no executable, nothing encrypted, nothing uninspectable.
+fn assert_clean(facts: &[FileFacts]) {
+    for f in facts {
+        assert!(
+            !matches!(f.kind, FileKind::Executable(_)),
+            "executable: {f:?}"
+        );
+        assert!(!f.encrypted, "encrypted: {f:?}");
+        assert_eq!(f.uninspectable, None, "{f:?}");
+    }
+}
+
+// --- executables by content ---
+
+#[test]
+fn clam_exe_is_pe() {
+    let facts = inspect("clam.exe");
+    assert_eq!(facts.len(), 1);
+    assert_eq!(facts[0].kind, FileKind::Executable(ExecKind::Pe));
+}
+
+#[test]
+fn elf_macho_java_and_script_by_content() {
+    let true_bin = std::fs::read("/bin/true").expect("/bin/true");
+    assert_eq!(classify(&true_bin), FileKind::Executable(ExecKind::Elf));
+    let mut macho = vec![0u8; 64];
+    macho[..4].copy_from_slice(&[0xCF, 0xFA, 0xED, 0xFE]);
+    assert_eq!(classify(&macho), FileKind::Executable(ExecKind::MachO));
+    let mut fat = vec![0u8; 64];
+    fat[..8].copy_from_slice(&[0xCA, 0xFE, 0xBA, 0xBE, 0, 0, 0, 2]);
+    assert_eq!(classify(&fat), FileKind::Executable(ExecKind::MachO));
+    // A real class file from javac (Java 8, major 52), also CA FE BA BE.
+    assert_eq!(
+        classify(&fixture("Hello.class")),
+        FileKind::Executable(ExecKind::JavaClass)
+    );
+    assert_eq!(
+        classify(b"#!/bin/sh\nrm -rf ~\n"),
+        FileKind::Executable(ExecKind::Script)
+    );
+}
+
+fn cfb_file(clsid: Option<uuid::Uuid>, stream: &str) -> Vec<u8> {
+    use std::io::{Cursor, Write};
+    let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    if let Some(c) = clsid {
+        cf.set_storage_clsid("/", c).unwrap();
+    }
+    cf.create_stream(stream)
+        .unwrap()
+        .write_all(b"data")
+        .unwrap();
+    cf.flush().unwrap();
+    cf.into_inner().into_inner()
+}
+
+#[test]
+fn msi_is_executable_but_doc_and_xls_are_not() {
+    let msi_clsid = uuid::Uuid::parse_str("000C1084-0000-0000-C000-000000000046").unwrap();
+    let msi = cfb_file(Some(msi_clsid), "\u{5}SummaryInformation");
+    assert_eq!(classify(&msi), FileKind::Executable(ExecKind::Msi));
+    let mst = uuid::Uuid::parse_str("000C1082-0000-0000-C000-000000000046").unwrap();
+    assert_eq!(
+        classify(&cfb_file(Some(mst), "x")),
+        FileKind::Executable(ExecKind::Msi)
+    );
+    // Word's own class id on a .doc: an OLE2 file, not an installer.
+    let word = uuid::Uuid::parse_str("00020906-0000-0000-C000-000000000046").unwrap();
+    assert_eq!(
+        classify(&cfb_file(Some(word), "WordDocument")),
+        FileKind::Document("application/msword")
+    );
+    // Real OLE2 documents from clamav-testfiles.
+    let doc = inspect("clam.ole.doc");
+    assert_eq!(doc[0].kind, FileKind::Document("application/msword"));
+    let ppt = inspect("clam.ppt");
+    assert_eq!(
+        ppt[0].kind,
+        FileKind::Document("application/vnd.ms-powerpoint")
+    );
+    let xls = cfb_file(None, "Workbook");
+    assert_eq!(
+        classify(&xls),
+        FileKind::Document("application/vnd.ms-excel")
+    );
+}
+
+// --- executables inside archives ---
+
+#[test]
+fn exe_found_inside_each_archive_format() {
+    for (file, exe_path) in [
+        ("clam.zip", &["clam.zip", "clam.exe"][..]),
+        ("exe-in.zip", &["exe-in.zip", "clam.exe"]),
+        ("zip64.zip", &["zip64.zip", "clam.exe"]),
+        ("data-descriptor.zip", &["data-descriptor.zip", "-"]),
+        ("junk-prefix.zip", &["junk-prefix.zip", "clam.exe"]),
+        ("clam.bz2.zip", &["clam.bz2.zip", "clam.exe"]),
+        ("clam.7z", &["clam.7z", "clam.exe"]),
+        ("exe-in.7z", &["exe-in.7z", "clam.exe"]),
+        ("exe-in.tar", &["exe-in.tar", "clam.exe"]),
+        ("clam.tar.gz", &["clam.tar.gz", "clam.tar", "clam.exe"]),
+        (
+            "exe-in.tar.gz",
+            &["exe-in.tar.gz", "exe-in.tar", "clam.exe"],
+        ),
+        (
+            "exe-in.tar.bz2",
+            &["exe-in.tar.bz2", "exe-in.tar", "clam.exe"],
+        ),
+        (
+            "exe-in.tar.xz",
+            &["exe-in.tar.xz", "exe-in.tar", "clam.exe"],
+        ),
+        ("clam.exe.gz", &["clam.exe.gz", "clam.exe"]),
+        ("clam.exe.bz2", &["clam.exe.bz2", "clam.exe"]),
+        ("clam.exe.xz", &["clam.exe.xz", "clam.exe"]),
+        // By content under an innocent name.
+        ("renamed-exe-in.zip", &["renamed-exe-in.zip", "invoice.pdf"]),
+        ("report.txt.gz", &["report.txt.gz", "report.txt"]),
+    ] {
+        let facts = inspect(file);
+        assert_eq!(
+            executables(&facts),
+            vec![(path(exe_path), ExecKind::Pe)],
+            "{file}: {facts:#?}"
+        );
+        assert!(
+            facts
+                .iter()
+                .all(|f| f.uninspectable.is_none() && !f.encrypted),
+            "{file}: {facts:#?}"
+        );
+    }
+}
+
+#[test]
+fn elf_and_script_inside_zip() {
+    let facts = inspect("elf-and-script-in.zip");
+    assert_eq!(
+        executables(&facts),
+        vec![
+            (path(&["elf-and-script-in.zip", "true.elf"]), ExecKind::Elf),
+            (path(&["elf-and-script-in.zip", "run.sh"]), ExecKind::Script),
+        ]
+    );
+}
+
+#[test]
+fn exe_found_three_archives_deep() {
+    let facts = inspect("nested.tar.gz");
+    assert_eq!(
+        executables(&facts),
+        vec![(
+            path(&[
+                "nested.tar.gz",
+                "nested.tar",
+                "mid.7z",
+                "inner.zip",
+                "clam.exe"
+            ]),
+            ExecKind::Pe
+        )]
+    );
+    let kinds: Vec<_> = facts.iter().map(|f| f.kind.clone()).collect();
+    assert_eq!(kinds[2], FileKind::Archive(ArchiveKind::SevenZip));
+    assert_eq!(kinds[3], FileKind::Archive(ArchiveKind::Zip));
+}
+
+#[test]
+fn jar_is_an_archive_with_a_class_inside() {
+    let facts = inspect("hello.jar");
+    assert_eq!(facts[0].kind, FileKind::Archive(ArchiveKind::Zip));
+    assert_eq!(
+        executables(&facts),
+        vec![(
+            path(&["hello.jar", "vn/gov/bacgiang/Hello.class"]),
+            ExecKind::JavaClass
+        )]
+    );
+}
+
+// --- documents ---
+
+#[test]
+fn office_documents_are_documents_and_pass() {
+    for (file, mime) in [
+        (
+            "report.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        (
+            "budget.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        ("minutes.odt", "application/vnd.oasis.opendocument.text"),
+    ] {
+        let facts = inspect(file);
+        assert_eq!(facts[0].kind, FileKind::Document(mime), "{file}");
+        assert!(facts.len() > 2, "{file}: entries are inspected too");
+        assert_clean(&facts);
+    }
+}
+
+#[test]
+fn exe_hidden_in_docx_is_found_and_docx_stays_a_document() {
+    let facts = inspect("exe-in.docx");
+    assert!(matches!(facts[0].kind, FileKind::Document(_)));
+    assert_eq!(
+        executables(&facts),
+        vec![(
+            path(&["exe-in.docx", "word/media/image1.png"]),
+            ExecKind::Pe
+        )]
+    );
+}
+
+#[test]
+fn dmarc_report_zip_passes() {
+    let name = "google.com!bacgiang.gov.vn!1704067200!1704153599.zip";
+    let facts = inspect(name);
+    assert_eq!(facts.len(), 2);
+    assert_eq!(facts[0].kind, FileKind::Archive(ArchiveKind::Zip));
+    assert_eq!(facts[1].kind, FileKind::Other("text/xml".into()));
+    assert_clean(&facts);
+}
+
+#[test]
+fn password_protected_office_document_is_encrypted() {
+    // Office encrypts a docx into an OLE2 file with an EncryptedPackage stream.
+    let data = cfb_file(None, "EncryptedPackage");
+    let facts = inspect_with("secret.docx", &data, &LimitsSection::default());
+    assert!(matches!(facts[0].kind, FileKind::Document(_)));
+    assert!(facts[0].encrypted);
+}
+
+#[test]
+fn padded_tar_gz_is_not_damaged() {
+    // Tape-style zero padding after the gzip member, which gunzip ignores.
+    let mut data = fixture("exe-in.tar.gz");
+    data.extend([0u8; 1024]);
+    let facts = inspect_with("exe-in.tar.gz", &data, &LimitsSection::default());
+    assert_eq!(facts[0].uninspectable, None, "{facts:#?}");
+    assert_eq!(executables(&facts).len(), 1);
+}
+
+#[test]
+fn plain_archives_pass() {
+    assert_clean(&inspect("plain.zip"));
+}
+
+// --- encryption ---
+
+#[test]
+fn encrypted_archives_are_flagged() {
+    for file in [
+        "zipcrypto.zip",
+        "zip-aes.zip",
+        "encrypted-content.7z",
+        "encrypted-headers.7z",
+        "rar3-encrypted-files.rar",
+        "rar3-encrypted-headers.rar",
+        "rar5-encrypted-files.rar",
+        "rar5-encrypted-headers.rar",
+    ] {
+        let facts = inspect(file);
+        assert!(facts[0].encrypted, "{file}: {facts:#?}");
+        assert!(
+            matches!(facts[0].kind, FileKind::Archive(_)),
+            "{file}: {facts:#?}"
+        );
+    }
+}
+
+#[test]
+fn encrypted_entries_keep_their_names() {
+    // 7z and rar with encrypted content but plain headers: the names are visible.
+    let facts = inspect("encrypted-content.7z");
+    assert_eq!(facts[1].path, path(&["encrypted-content.7z", "readme.txt"]));
+    assert!(facts[1].encrypted);
+    let facts = inspect("rar5-encrypted-files.rar");
+    let names: Vec<_> = facts.iter().filter_map(|f| f.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["rar5-encrypted-files.rar", "stest1.txt", "stest2.txt"]
+    );
+    // Encrypted headers: no names to give.
+    assert_eq!(inspect("encrypted-headers.7z").len(), 1);
+    assert_eq!(inspect("rar5-encrypted-headers.rar").len(), 1);
+    assert_eq!(inspect("rar3-encrypted-headers.rar").len(), 1);
+}
+
+#[test]
+fn unencrypted_7z_with_compressed_headers_is_not_encrypted() {
+    let data = fixture("plain-compressed-headers.7z");
+    // The header really is an encoded (compressed) header: kEncodedHeader (0x17)
+    // at the next-header offset.
+    let next = u64::from_le_bytes(data[12..20].try_into().unwrap()) as usize;
+    assert_eq!(data[32 + next], 0x17);
+    let facts = inspect("plain-compressed-headers.7z");
+    assert!(facts.iter().all(|f| !f.encrypted), "{facts:#?}");
+    assert_eq!(facts.len(), 3);
+    assert_eq!(
+        executables(&facts),
+        vec![(
+            path(&["plain-compressed-headers.7z", "run.sh"]),
+            ExecKind::Script
+        )]
+    );
+}
+
+#[test]
+fn rar_entries_are_listed_with_names_and_no_encryption() {
+    for (file, expected) in [
+        ("rar3-plain.rar", &["file1.txt", "file2.txt"][..]),
+        ("rar5-plain.rar", &["stest1.txt", "stest2.txt"]),
+        (
+            "rar3-subdirs.rar",
+            &[
+                "sub/dir2/file2.txt",
+                "sub/with space/long fn.txt",
+                "sub/üȵĩöḋè/file.txt",
+                "sub/dir1/file1.txt",
+            ],
+        ),
+        (
+            "rar5-subdirs.rar",
+            &[
+                "sub/dir2/file2.txt",
+                "sub/with space/long fn.txt",
+                "sub/üȵĩöḋè/file.txt",
+                "sub/dir1/file1.txt",
+            ],
+        ),
+    ] {
+        let facts = inspect(file);
+        let names: Vec<_> = facts[1..].iter().filter_map(|f| f.name.clone()).collect();
+        assert_eq!(names, expected, "{file}");
+        assert!(facts.iter().all(|f| !f.encrypted), "{file}");
+        assert_eq!(facts[0].uninspectable, None, "{file}");
+    }
+}
+
+// --- what cannot be inspected ---
+
+#[test]
+fn unsupported_formats_are_uninspectable() {
+    for (file, what) in [
+        ("clam.cab", "cab"),
+        ("clam.arj", "arj"),
+        ("clam.newc.cpio", "cpio"),
+        ("image.iso", "iso"),
+        ("disk.vhd", "vhd"),
+    ] {
+        let facts = inspect(file);
+        assert_eq!(facts.len(), 1);
+        assert_eq!(
+            facts[0].kind,
+            FileKind::Archive(ArchiveKind::Unsupported(what))
+        );
+        let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+        assert!(reason.contains(what), "{file}: {reason}");
+    }
+}
+
+#[test]
+fn damaged_and_unsupported_zip_methods_are_reported() {
+    let facts = inspect("truncated.zip");
+    let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("damaged zip archive"), "{reason}");
+    // PKWARE implode (method 6): the name is still listed, the archive reported.
+    let facts = inspect("clam.impl.zip");
+    assert_eq!(facts[1].name.as_deref(), Some("CLAM.EXE"));
+    assert!(facts[0].uninspectable.is_some());
+}
+
+/// Runs a hostile fixture and returns its facts and the top-level reason; the
+/// function must return (no timing assertion, but it must finish).
+fn hostile(file: &str, limits: &LimitsSection) -> (Vec<FileFacts>, String) {
+    let started = Instant::now();
+    let facts = inspect_with(file, &fixture(file), limits);
+    eprintln!("{file}: {} facts in {:?}", facts.len(), started.elapsed());
+    let reason = facts[0].uninspectable.clone().unwrap_or_default();
+    (facts, reason)
+}
+
+#[test]
+fn high_ratio_entries_are_bombs() {
+    let limits = LimitsSection::default();
+    for file in ["bomb-ratio.zip", "zeros-1g.bz2", "bomb-solid.7z"] {
+        let (facts, reason) = hostile(file, &limits);
+        assert!(
+            reason.contains("max_compression_ratio = 1000"),
+            "{file}: {reason}"
+        );
+        // The 1 GiB entry is reported with its stated size, not unpacked.
+        assert!(facts.iter().any(|f| f.size >= 1 << 20), "{file}");
+    }
+    // The exe behind the bomb in the same solid 7z block is still listed by name.
+    let (facts, _) = hostile("bomb-solid.7z", &limits);
+    assert!(
+        facts
+            .iter()
+            .any(|f| f.name.as_deref() == Some("zz-clam.exe"))
+    );
+}
+
+#[test]
+fn nested_zip_bomb_stops_within_the_limits() {
+    let (facts, reason) = hostile("bomb-nested.zip", &LimitsSection::default());
+    assert!(reason.contains("max_compression_ratio"), "{reason}");
+    assert!(facts.len() < 1000, "{}", facts.len());
+    // With the ratio check out of the way, the unpacked-bytes limit stops it.
+    let limits = LimitsSection {
+        max_compression_ratio: u64::MAX,
+        max_unpacked_size: ByteSize::mib(64),
+        ..LimitsSection::default()
+    };
+    let (_, reason) = hostile("bomb-nested.zip", &limits);
+    assert!(reason.contains("max_unpacked_size"), "{reason}");
+    // And with few entries allowed, the entry count does (4 nested zips and two
+    // 16 MiB leaves fit in 64 MiB; the 7th entry is refused).
+    let limits = LimitsSection {
+        max_compression_ratio: u64::MAX,
+        max_unpacked_size: ByteSize::mib(64),
+        max_archive_entries: 6,
+        ..LimitsSection::default()
+    };
+    let (facts, reason) = hostile("bomb-nested.zip", &limits);
+    assert!(reason.contains("max_archive_entries = 6"), "{reason}");
+    assert!(facts.len() <= 7);
+}
+
+#[test]
+fn overlapping_entries_are_a_bomb() {
+    let (facts, reason) = hostile("bomb-overlap.zip", &LimitsSection::default());
+    assert!(reason.contains("overlapping"), "{reason}");
+    // Names listed (1000 entries), nothing unpacked.
+    assert_eq!(facts.len(), 1001);
+}
+
+#[test]
+fn deep_nesting_stops_at_the_depth_limit() {
+    let (facts, reason) = hostile("deep-nesting.zip", &LimitsSection::default());
+    assert!(reason.contains("max_archive_depth = 8"), "{reason}");
+    // Levels 0..=8 are classified; the archive at depth 8 is not opened.
+    assert_eq!(facts.len(), 9);
+    assert!(facts[8].uninspectable.is_some());
+    let limits = LimitsSection {
+        max_archive_depth: 30,
+        ..LimitsSection::default()
+    };
+    let (facts, reason) = hostile("deep-nesting.zip", &limits);
+    assert_eq!(reason, "");
+    assert_eq!(executables(&facts).len(), 1, "clam.exe at the bottom");
+}
+
+#[test]
+fn time_limit_is_a_last_resort_that_names_itself() {
+    let limits = LimitsSection {
+        max_inspect_time: congvu_milter::policy::Seconds::secs(0),
+        ..LimitsSection::default()
+    };
+    let facts = inspect_with("exe-in.zip", &fixture("exe-in.zip"), &limits);
+    let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.contains("max_inspect_time"), "{reason}");
+}
+
+#[test]
+fn budget_is_shared_across_attachments_of_a_message() {
+    let limits = LimitsSection {
+        max_archive_entries: 3,
+        ..LimitsSection::default()
+    };
+    let mut budget = Budget::new(&limits);
+    let mut out = Vec::new();
+    for file in ["exe-in.zip", "exe-in.7z"] {
+        inspect_file(
+            vec![file.into()],
+            Some(file),
+            &fixture(file),
+            0,
+            &mut budget,
+            &mut out,
+        );
+    }
+    let second = out.iter().find(|f| f.path == path(&["exe-in.7z"])).unwrap();
+    let reason = second.uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.contains("max_archive_entries = 3"), "{reason}");
+}
+
+// --- hostile bytes: never a panic ---
+
+/// A small deterministic PRNG (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_and_truncated_fixtures_never_panic() {
+    let files = [
+        "exe-in.zip",
+        "zip64.zip",
+        "data-descriptor.zip",
+        "zip-aes.zip",
+        "exe-in.7z",
+        "plain-compressed-headers.7z",
+        "encrypted-headers.7z",
+        "exe-in.tar",
+        "exe-in.tar.gz",
+        "exe-in.tar.bz2",
+        "exe-in.tar.xz",
+        "rar3-subdirs.rar",
+        "rar3-encrypted-files.rar",
+        "rar5-subdirs.rar",
+        "rar5-encrypted-files.rar",
+        "report.docx",
+        "minutes.odt",
+        "clam.ole.doc",
+        "nested.tar.gz",
+    ];
+    let limits = LimitsSection {
+        max_unpacked_size: ByteSize::mib(8),
+        ..LimitsSection::default()
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for file in files {
+        let original = fixture(file);
+        for round in 0..60 {
+            let mut data = original.clone();
+            match round % 4 {
+                0 => data.truncate(rng.below(data.len())),
+                1 => {
+                    for _ in 0..1 + rng.below(8) {
+                        let i = rng.below(data.len());
+                        data[i] = rng.next() as u8;
+                    }
+                }
+                2 => {
+                    // Overwrite a 4-byte field with an extreme value.
+                    let i = rng.below(data.len().saturating_sub(4));
+                    let v = [0u32, 0xFFFF_FFFF, 0x7FFF_FFFF, 0x8000_0000][rng.below(4)];
+                    data[i..i + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                _ => {
+                    let i = rng.below(data.len());
+                    let j = rng.below(data.len());
+                    let (a, b) = (i.min(j), i.max(j));
+                    data.drain(a..b);
+                }
+            }
+            let facts = inspect_with(file, &data, &limits);
+            assert!(!facts.is_empty(), "{file} round {round}");
+        }
+    }
+}
+
+#[test]
+fn random_garbage_behind_archive_magics_never_panics() {
+    let magics: [&[u8]; 9] = [
+        b"PK\x03\x04",
+        b"7z\xbc\xaf\x27\x1c\x00\x04",
+        b"Rar!\x1a\x07\x00",
+        b"Rar!\x1a\x07\x01\x00",
+        b"\x1f\x8b\x08",
+        b"BZh91AY&SY",
+        b"\xfd7zXZ\x00",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        b"MZ",
+    ];
+    let mut rng = Rng(42);
+    for magic in magics {
+        for _ in 0..200 {
+            let len = rng.below(2048);
+            let mut data = magic.to_vec();
+            data.extend((0..len).map(|_| rng.next() as u8));
+            let facts = inspect_with("x", &data, &LimitsSection::default());
+            assert!(!facts.is_empty());
+        }
+    }
+}
