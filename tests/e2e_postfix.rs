@@ -406,10 +406,10 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         {
             problems.push(format!("{name}: must be refused, got {scan_action}"));
         }
-        if name.contains("encrypted") || name == "zip-aes.zip" || name == "zipcrypto.zip" {
-            if !rules.contains(&"encrypted_archive") {
-                problems.push(format!("{name}: not refused as encrypted: {rules:?}"));
-            }
+        let encrypted =
+            name.contains("encrypted") || name == "zip-aes.zip" || name == "zipcrypto.zip";
+        if encrypted && !rules.contains(&"encrypted_archive") {
+            problems.push(format!("{name}: not refused as encrypted: {rules:?}"));
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
