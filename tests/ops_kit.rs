@@ -1184,14 +1184,16 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     let out = run(Command::new("dpkg-deb").arg("-c").arg(&deb), "dpkg");
     assert!(out.status.success(), "{}", text(&out));
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut kit = vec![contrib("README.md")];
     for sub in ["postfix", "systemd", "prometheus", "grafana"] {
-        for f in walk(&contrib(sub)) {
-            let rel = f
-                .strip_prefix(root().join("contrib"))
-                .expect("under contrib");
-            let want = format!("./usr/share/doc/congvu-milter/contrib/{}", rel.display());
-            assert!(listing.contains(&want), "{want} not in the package");
-        }
+        kit.extend(walk(&contrib(sub)));
+    }
+    for f in kit {
+        let rel = f
+            .strip_prefix(root().join("contrib"))
+            .expect("under contrib");
+        let want = format!("./usr/share/doc/congvu-milter/contrib/{}", rel.display());
+        assert!(listing.contains(&want), "{want} not in the package");
     }
     let out = run(Command::new("dpkg-deb").arg("-I").arg(&deb), "dpkg");
     let info = String::from_utf8_lossy(&out.stdout).into_owned();
