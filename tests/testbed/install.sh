@@ -22,6 +22,8 @@ PACKAGES=(
     ca-certificates
     prometheus        # only for promtool (checks /metrics output)
     procps            # pgrep/ps for diagnostics
+    systemd           # systemd-analyze verify (the shipped unit)
+    adduser init-system-helpers util-linux  # the .deb's maintainer scripts; setpriv
 )
 # Binaries the tests call; checked after installing so a broken test bed fails here.
 BINARIES=(
