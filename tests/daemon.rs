@@ -442,3 +442,63 @@ async fn clamd_unreachable_means_tempfail_and_not_ready() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_budget_defers_new_messages_and_frees_itself() {
+    let daemon = Daemon::start(
+        "[limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"500 KiB\"\nmax_buffered_bytes = \"1 MiB\"\n",
+    );
+    let chunk = vec![b'x'; 60_000];
+    // Session A holds 600 KB of body without finishing its message.
+    let mut a = client(&daemon).await;
+    a.mail(&["<a@example.org>"]).await.unwrap();
+    a.rcpt(&["<b@bacgiang.gov.vn>"]).await.unwrap();
+    a.header("Subject", "held").await.unwrap();
+    a.eoh().await.unwrap();
+    for _ in 0..10 {
+        let r = a.body_chunk(&chunk).await.unwrap();
+        assert!(matches!(r, None | Some(Reply::Continue)), "{r:?}");
+    }
+    // Session B's 600 KB message would take the budget past 1 MiB: deferred.
+    let mut b = client(&daemon).await;
+    let out = b
+        .send_message(
+            &envelope("c@example.org", &["d@bacgiang.gov.vn"], None),
+            &plain_message(600_000),
+            &macros("BUDGET1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stage, Stage::Body);
+    assert!(
+        reply_text(&out.reply).starts_with("451 4.7.1"),
+        "{:?}",
+        out.reply
+    );
+    // A finishes; its bytes come back and B's retry goes through.
+    let eom = a.eom().await.unwrap();
+    assert!(
+        matches!(eom.reply, Reply::Accept | Reply::Continue),
+        "{:?}",
+        eom.reply
+    );
+    a.abort().await.unwrap();
+    let out = b
+        .send_message(
+            &envelope("c@example.org", &["d@bacgiang.gov.vn"], None),
+            &plain_message(600_000),
+            &macros("BUDGET2"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out.reply, Reply::Accept | Reply::Continue),
+        "{:?}",
+        out.reply
+    );
+    let (_, metrics) = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("congvu_milter_memory_budget_deferrals_total 1"),
+        "{metrics}"
+    );
+}

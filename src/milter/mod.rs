@@ -4,6 +4,7 @@
 //! load generator). This module knows nothing of the policy: it hands a finished
 //! [`Message`] to a [`Filter`] and turns the returned [`Verdict`] into replies.
 
+pub mod budget;
 pub mod client;
 pub mod codec;
 pub mod session;
@@ -40,6 +41,13 @@ pub trait Filter: Send + Sync + 'static {
     /// At end of message: the full decision. The session sends progress replies to
     /// the MTA while this future runs.
     fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict>;
+
+    /// The next body chunk would take the shared memory budget past its limit:
+    /// the verdict for this message (a tempfail, so the sender retries). The
+    /// session frees the message's buffer.
+    fn over_budget(&self, _msg: &Message) -> Verdict {
+        Verdict::tempfail("memory_budget", "buffered-bytes budget full")
+    }
 
     /// The message ended without a verdict from `end_of_message` (ABORT, or the
     /// connection closed mid-message). For bookkeeping only.

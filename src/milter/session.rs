@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::Filter;
+use super::budget::{MemoryBudget, Reservation};
 use super::codec::{
     CodecError, Command, Family, MAX_REPLY_PAYLOAD, MilterCodec, PROTOCOL_VERSION, Reply, actions,
     macro_stage, protocol,
@@ -66,6 +67,8 @@ pub struct SessionConfig {
     /// (see [`macro_stage`]), names space-separated. Sent only when the MTA offers
     /// SETSYMLIST; an empty list keeps the MTA's configured default.
     pub requested_macros: Vec<(u32, String)>,
+    /// The memory budget shared by all sessions; `None` for no limit.
+    pub memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl SessionConfig {
@@ -95,6 +98,7 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
             requested_macros: SessionConfig::default_macros(),
+            memory_budget: None,
         }
     }
 }
@@ -281,6 +285,8 @@ enum MessageState {
 struct Current {
     msg: Message,
     state: MessageState,
+    /// The share of the memory budget this message's buffer holds.
+    reservation: Reservation,
 }
 
 /// What handling one command leads to.
@@ -559,7 +565,11 @@ where
                 Some(verdict) => self.early_state(verdict, "mail"),
             }
         };
-        self.current = Some(Current { msg, state });
+        self.current = Some(Current {
+            msg,
+            state,
+            reservation: Reservation::new(self.config.memory_budget.clone()),
+        });
         self.reply_unless(neg, protocol::NR_MAIL, reply).await
     }
 
@@ -569,14 +579,22 @@ where
         let early_verdict = match &current.state {
             MessageState::Replied(_) | MessageState::Deferred(_) => None,
             MessageState::Open => match filter.body_chunk(&current.msg, chunk.len()) {
-                None => {
+                None if current.reservation.grow(chunk.len() as u64) => {
                     current.msg.push_body(chunk);
                     None
+                }
+                None => {
+                    let verdict = filter.over_budget(&current.msg);
+                    let keep = current.msg.body_offset.unwrap_or(current.msg.raw.len());
+                    current.msg.raw = bytes::BytesMut::from(&current.msg.raw[..keep]);
+                    current.reservation.release();
+                    Some(verdict)
                 }
                 Some(verdict) => {
                     // Free the body buffered so far; the verdict no longer needs it.
                     let keep = current.msg.body_offset.unwrap_or(current.msg.raw.len());
                     current.msg.raw = bytes::BytesMut::from(&current.msg.raw[..keep]);
+                    current.reservation.release();
                     Some(verdict)
                 }
             },
@@ -601,7 +619,14 @@ where
 
     async fn on_end_of_message(&mut self, neg: Negotiated) -> Result<(), CodecError> {
         self.current_message();
-        let Some(Current { msg, state }) = self.current.take() else {
+        // The reservation lives until the decision is made: the buffer is in
+        // memory until then.
+        let Some(Current {
+            msg,
+            state,
+            reservation: _held,
+        }) = self.current.take()
+        else {
             return Ok(());
         };
         self.staged_macros = Macros::default();
@@ -667,6 +692,7 @@ where
     fn current_message(&mut self) -> &mut Current {
         let conn = &self.conn;
         let staged = &mut self.staged_macros;
+        let budget = self.config.memory_budget.clone();
         self.current.get_or_insert_with(|| {
             debug!("message content without MAIL; starting a message");
             Current {
@@ -676,6 +702,7 @@ where
                     ..Message::default()
                 },
                 state: MessageState::Open,
+                reservation: Reservation::new(budget),
             }
         })
     }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::message::Message;
+use crate::metrics::metrics;
 use crate::milter::{BoxFuture, Filter};
 use crate::pipeline;
+use crate::policy::ByteSize;
 use crate::verdict::Verdict;
 
 use super::DaemonState;
@@ -33,6 +35,9 @@ impl Filter for PolicyFilter {
     }
 
     fn body_chunk(&self, msg: &Message, chunk_len: usize) -> Option<Verdict> {
+        metrics()
+            .buffered_bytes
+            .set(self.state.budget.used() as i64);
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_body_chunk(msg, chunk_len, &loaded.policy)?;
@@ -49,6 +54,21 @@ impl Filter for PolicyFilter {
             log_verdict(&msg, &decision.verdict, "eom", started.elapsed());
             decision.verdict
         })
+    }
+
+    fn over_budget(&self, msg: &Message) -> Verdict {
+        let budget = &self.state.budget;
+        metrics().budget_deferrals.inc();
+        let verdict = Verdict::tempfail(
+            "memory_budget",
+            format!(
+                "messages in progress hold {} of the {} budget ([limits] max_buffered_bytes)",
+                ByteSize(budget.used()),
+                ByteSize(budget.limit())
+            ),
+        );
+        log_verdict(msg, &verdict, "body", std::time::Duration::ZERO);
+        verdict
     }
 
     fn aborted(&self, msg: &Message) {

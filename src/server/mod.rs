@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{Health, metrics, serve_http};
+use crate::milter::budget::MemoryBudget;
 use crate::milter::session::{SessionConfig, run_session};
 use crate::policy::LoadedPolicy;
 use crate::scan::Scanner;
@@ -33,12 +34,16 @@ pub struct DaemonState {
     scanner: RwLock<Option<Scanner>>,
     config_path: PathBuf,
     next_connection_id: AtomicU64,
+    /// Message bytes held by all sessions (`[limits] max_buffered_bytes`).
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl DaemonState {
     pub fn new(config_path: PathBuf, loaded: LoadedPolicy) -> Arc<DaemonState> {
         let scanner = build_scanner(&loaded);
+        let budget = MemoryBudget::new(loaded.policy.limits.max_buffered_bytes.bytes());
         Arc::new(DaemonState {
+            budget,
             scanner: RwLock::new(scanner),
             policy: RwLock::new(Arc::new(loaded)),
             config_path,
@@ -100,6 +105,8 @@ impl DaemonState {
                         old_scanner.shutdown();
                     }
                 }
+                self.budget
+                    .set_limit(new.policy.limits.max_buffered_bytes.bytes());
                 match self.policy.write() {
                     Ok(mut p) => *p = Arc::new(new),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -158,9 +165,10 @@ fn build_scanner(loaded: &LoadedPolicy) -> Option<Scanner> {
     }
 }
 
-fn session_config(loaded: &LoadedPolicy) -> SessionConfig {
+fn session_config(loaded: &LoadedPolicy, budget: &Arc<MemoryBudget>) -> SessionConfig {
     let m = &loaded.policy.milter;
     SessionConfig {
+        memory_budget: Some(budget.clone()),
         max_frame_size: m.max_frame_size.bytes() as usize,
         idle_timeout: m.idle_timeout.get(),
         progress_interval: m.progress_interval.get(),
@@ -243,7 +251,7 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
                     }
                 };
                 let id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
-                let config = session_config(&state.policy());
+                let config = session_config(&state.policy(), &state.budget);
                 let filter = filter.clone();
                 let stop = stop.clone();
                 metrics().connections.inc();
