@@ -640,7 +640,7 @@ where
                 let queue_id = msg.queue_id().unwrap_or("").to_owned();
                 let verdict = self.decide(msg).await?;
                 self.stats.messages += 1;
-                info!(
+                debug!(
                     queue_id = %queue_id,
                     action = verdict.action.as_str(),
                     "message decided"
@@ -682,7 +682,7 @@ where
             debug!(stage, "quarantine decided early; applied at end of message");
             return (MessageState::Deferred(verdict), Reply::Continue);
         }
-        info!(stage, action = verdict.action.as_str(), "early verdict");
+        debug!(stage, action = verdict.action.as_str(), "early verdict");
         self.stats.messages += 1;
         let reply = early_reply(&verdict, stage, &mut self.stats);
         (MessageState::Replied(reply.clone()), reply)
