@@ -136,6 +136,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         }
     };
 
+    let mut encrypted_reported: Vec<Vec<String>> = Vec::new();
     for (index, f) in inspection.files.iter().enumerate() {
         let names: Vec<&str> = f
             .name
@@ -183,7 +184,12 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             );
         }
 
-        if f.encrypted {
+        // An encrypted archive is one violation, not one more per encrypted entry.
+        let inside_reported = encrypted_reported
+            .iter()
+            .any(|p: &Vec<String>| f.path.len() > p.len() && f.path.starts_with(p));
+        if f.encrypted && !inside_reported {
+            encrypted_reported.push(f.path.clone());
             push(
                 Violation::new(
                     "encrypted_archive",

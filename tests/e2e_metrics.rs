@@ -1,0 +1,196 @@
+//! The metrics as Prometheus sees them: known messages through a real Postfix
+//! move each counter by exactly what they should, and `/readyz` follows clamd
+//! going away and coming back.
+
+mod common;
+mod daemon_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::clamd::{Clamd, ClamdOptions, eicar};
+use common::postfix::{Postfix, PostfixOptions};
+use daemon_support::Daemon;
+
+const SENDER: &str = "sender@example.org";
+const RCPT: &str = "user@bacgiang.gov.vn";
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+fn attach(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut m = format!(
+        "From: {SENDER}\r\nTo: {RCPT}\r\nSubject: tep\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nxem tep\r\n--q\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    let encoded = base64(data);
+    for line in encoded.as_bytes().chunks(76) {
+        m.extend_from_slice(line);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--q--\r\n");
+    m
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// The value of one series in Prometheus text output (0 when absent).
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn counters_move_by_exactly_what_the_messages_cause_and_readyz_follows_clamd() {
+    let mut clamd = Clamd::start(ClamdOptions::default());
+    let endpoint = format!("unix:{}", clamd.socket_path().display());
+    let daemon = Daemon::start(&format!(
+        "[clamav]\nenabled = true\nendpoints = [\"{endpoint}\"]\nprobe_interval = \"1s\"\n"
+    ));
+    let postfix = Postfix::start(PostfixOptions::with_milter(daemon.milter_socket()));
+    let (_, before) = daemon.http_get("/metrics");
+    assert_eq!(daemon.http_get("/readyz").0, 200);
+
+    let send = |raw: &[u8], from: &str| postfix.send(from, &[RCPT], raw).code();
+    // 1. A clean attachment: accepted, one clean scan.
+    assert_eq!(send(&attach("bao-cao.txt", b"so lieu\r\n"), SENDER), 250);
+    // 2. An executable: refused by the cheap rules, never sent to clamd.
+    assert_eq!(
+        send(&fixture("messages/fail-double-extension.eml"), SENDER),
+        550
+    );
+    // 3. EICAR: refused by clamd.
+    assert_eq!(send(&attach("ghi-chu.txt", &eicar()), SENDER), 554);
+    // 4. A ZipCrypto archive: refused as encrypted.
+    assert_eq!(
+        send(
+            &attach("mat-khau.zip", &fixture("archives/zipcrypto.zip")),
+            SENDER
+        ),
+        550
+    );
+    // 5. Gmail auto-forwarding into the province.
+    let fwd = b"X-Forwarded-To: user@bacgiang.gov.vn\r\nX-Forwarded-For: someone@gmail.com user@bacgiang.gov.vn\r\nFrom: friend@example.org\r\nTo: someone@gmail.com\r\nSubject: hi\r\n\r\nhi\r\n";
+    assert_eq!(
+        send(fwd, "someone+caf_=user=bacgiang.gov.vn@gmail.com"),
+        550
+    );
+    // 6. An S/MIME-signed message: accepted and counted as signed.
+    assert_eq!(
+        send(&fixture("messages/pass-smime-signed.eml"), SENDER),
+        250
+    );
+
+    let (_, after) = daemon.http_get("/metrics");
+    let delta = |series: &str| value(&after, series) - value(&before, series);
+    let expect = [
+        ("congvu_milter_messages_total{action=\"accept\"}", 2.0),
+        ("congvu_milter_messages_total{action=\"reject\"}", 4.0),
+        ("congvu_milter_messages_total{action=\"tempfail\"}", 0.0),
+        (
+            "congvu_milter_verdicts_total{action=\"reject\",article=\"Điều 4 khoản 7\",rule=\"executable\"}",
+            1.0,
+        ),
+        (
+            "congvu_milter_verdicts_total{action=\"reject\",article=\"Điều 4 khoản 7\",rule=\"encrypted_archive\"}",
+            1.0,
+        ),
+        (
+            "congvu_milter_verdicts_total{action=\"reject\",article=\"Điều 4 khoản 6\",rule=\"virus\"}",
+            1.0,
+        ),
+        (
+            "congvu_milter_verdicts_total{action=\"reject\",article=\"Điều 4 khoản 4\",rule=\"forwarding\"}",
+            1.0,
+        ),
+        (
+            "congvu_milter_encrypted_archives_total{format=\"zip\"}",
+            1.0,
+        ),
+        ("congvu_milter_signed_messages_total{kind=\"smime\"}", 1.0),
+        (
+            "congvu_milter_forwarding_blocks_total{direction=\"inbound\",public_provider=\"yes\",signal=\"gmail_caf_sender\"}",
+            1.0,
+        ),
+        (
+            &format!(
+                "congvu_milter_clamd_scans_total{{endpoint=\"{endpoint}\",result=\"infected\"}}"
+            ),
+            1.0,
+        ),
+        (
+            "congvu_milter_attachments_total{type=\"executable_pe\"}",
+            1.0,
+        ),
+        ("congvu_milter_decision_duration_seconds_count", 6.0),
+    ];
+    let wrong: Vec<String> = expect
+        .iter()
+        .filter(|(s, want)| (delta(s) - want).abs() > f64::EPSILON)
+        .map(|(s, want)| format!("{s}: moved by {}, expected {want}", delta(s)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}\n{after}");
+    // The clean attachment and the S/MIME parts were scanned clean; nothing else.
+    assert!(
+        delta(&format!(
+            "congvu_milter_clamd_scans_total{{endpoint=\"{endpoint}\",result=\"clean\"}}"
+        )) >= 2.0
+    );
+
+    // clamd goes away: not ready; back: ready.
+    clamd.stop();
+    let unready = common::poll(Duration::from_secs(15), || {
+        (daemon.http_get("/readyz").0 == 503).then_some(())
+    });
+    assert!(
+        unready.is_some(),
+        "/readyz must turn 503 when clamd is down"
+    );
+    let (_, m) = daemon.http_get("/metrics");
+    assert_eq!(
+        value(
+            &m,
+            &format!("congvu_milter_clamd_endpoint_up{{endpoint=\"{endpoint}\"}}")
+        ),
+        0.0
+    );
+    clamd.restart();
+    let ready = common::poll(Duration::from_secs(15), || {
+        (daemon.http_get("/readyz").0 == 200).then_some(())
+    });
+    assert!(ready.is_some(), "/readyz must turn 200 when clamd is back");
+    assert_eq!(daemon.http_get("/healthz").0, 200);
+}
