@@ -502,3 +502,73 @@ async fn memory_budget_defers_new_messages_and_frees_itself() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_verdict_fields() {
+    let daemon = Daemon::start("[log]\nformat = \"json\"\n");
+    let mut c = client(&daemon).await;
+    c.send_message(
+        &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
+        &plain_message(200),
+        &macros("JSONQ1"),
+    )
+    .await
+    .unwrap();
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["queue_id"] == "JSONQ1")
+        .unwrap_or_else(|| panic!("no JSON verdict line in:\n{log}"));
+    assert_eq!(line["action"], "accept");
+    assert_eq!(line["sender"], "<a@example.org>");
+    assert_eq!(line["recipients"], "b@bacgiang.gov.vn");
+    assert!(line["elapsed_ms"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_listeners_serve_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("m.sock");
+    let port = daemon_support::free_port();
+    let metrics_port = daemon_support::free_port();
+    let policy_path = dir.path().join("p.toml");
+    std::fs::write(
+        &policy_path,
+        format!(
+            "[milter]\nlisten = [\"inet:127.0.0.1:{port}\", \"unix:{}\"]\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[clamav]\nenabled = false\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(dir, port, metrics_port, policy_path);
+    let mut tcp = client(&daemon).await;
+    let out = tcp
+        .send_message(
+            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
+            &plain_message(100),
+            &macros("TCP1"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out.reply, Reply::Accept | Reply::Continue));
+    let mut unix = MilterClient::connect_unix(&sock, TIMEOUT).await.unwrap();
+    unix.negotiate(Offer::SENDMAIL_8_17).await.unwrap();
+    unix.connect("localhost", Family::Unix("/run/x".into()))
+        .await
+        .unwrap();
+    let out = unix
+        .send_message(
+            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
+            &plain_message(100),
+            &macros("UNIX1"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out.reply, Reply::Accept | Reply::Continue));
+    let log = daemon.log();
+    assert!(
+        log.contains("TCP1: accept") && log.contains("UNIX1: accept"),
+        "{log}"
+    );
+}
