@@ -34,7 +34,7 @@ fn bed(extra_policy: &str, clamav: bool) -> Bed {
         ),
         None => "[clamav]\nenabled = false\n".into(),
     };
-    let daemon = Daemon::start(&format!("{clamav_section}\n{extra_policy}"));
+    let daemon = Daemon::start(&format!("{extra_policy}\n{clamav_section}"));
     let postfix = Postfix::start(PostfixOptions::with_milter(daemon.milter_socket()));
     Bed {
         clamd,
@@ -413,4 +413,41 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn quarantine_action_puts_the_message_on_hold() {
+    let bed = bed(
+        "[rules.encrypted_archive]\naction = \"quarantine\"\n",
+        false,
+    );
+    let msg = with_attachment(
+        "mat-khau.zip",
+        "application/zip",
+        &fixture("archives/zipcrypto.zip"),
+    );
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+    assert!(out.accepted(), "{}", out.text());
+    let qid = out.queue_id().expect("queue id").to_owned();
+    let held = common::poll(WAIT, || {
+        bed.postfix.queue_ids("hold").contains(&qid).then_some(())
+    });
+    assert!(held.is_some(), "message {qid} should sit in the hold queue");
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+}
+
+#[test]
+fn monitor_mode_delivers_and_tags_what_it_would_refuse() {
+    let bed = bed("mode = \"monitor\"\n", false);
+    let out = bed.postfix.send(
+        SENDER,
+        &[LOCAL_RCPT],
+        &fixture("messages/fail-double-extension.eml"),
+    );
+    assert!(out.accepted(), "{}", out.text());
+    let got = bed.postfix.wait_delivered(1, WAIT);
+    let tags = common::header_values(&got[0], "X-Congvu-Policy");
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert!(tags[0].starts_with("executable ("), "{tags:?}");
+    assert!(bed.daemon.log().contains("rules=executable"));
 }

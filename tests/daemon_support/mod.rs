@@ -34,8 +34,16 @@ pub fn policy_text(milter_port: u16, metrics_port: u16, extra: &str) -> String {
     } else {
         "[clamav]\nenabled = false\n"
     };
+    // Top-level keys (e.g. `mode`) must come before the first table.
+    let split = extra
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(extra.lines().count());
+    let top: Vec<&str> = extra.lines().take(split).collect();
+    let extra: Vec<&str> = extra.lines().skip(split).collect();
+    let (top, extra) = (top.join("\n"), extra.join("\n"));
     format!(
-        "[milter]\nlisten = [\"inet:127.0.0.1:{milter_port}\"]\nprogress_interval = \"1s\"\nshutdown_grace = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n{clamav}{extra}\n"
+        "{top}\n[milter]\nlisten = [\"inet:127.0.0.1:{milter_port}\"]\nprogress_interval = \"1s\"\nshutdown_grace = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n{clamav}{extra}\n"
     )
 }
 
