@@ -9,6 +9,7 @@ mod daemon_support;
 
 use std::time::Duration;
 
+use common::mail::crlf;
 use common::postfix::{Postfix, PostfixOptions};
 use daemon_support::Daemon;
 
@@ -45,10 +46,6 @@ fn two_instances(target: &str, scope: &str) -> TwoInstances {
         outbound,
         mailbox,
     }
-}
-
-fn crlf(text: &str) -> Vec<u8> {
-    text.replace('\n', "\r\n").into_bytes()
 }
 
 /// An ordinary message from outside to the user, which the alias forwards.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::clamd::{Clamd, ClamdOptions, eicar};
+use common::mail::crlf;
 use common::postfix::{Postfix, PostfixOptions};
 use daemon_support::Daemon;
 
@@ -50,56 +51,8 @@ fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n")
-        .replace('\n', "\r\n")
-        .into_bytes()
-}
-
 fn with_attachment(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
-    use base64_encode as b64;
-    let mut m = crlf(&format!(
-        "From: {SENDER}\nTo: {LOCAL_RCPT}\nSubject: ho so\nMessage-ID: <e2e-{name}@example.org>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XyZ\"\n\n--XyZ\nContent-Type: text/plain; charset=utf-8\n\nXem tep dinh kem.\n--XyZ\nContent-Type: {content_type}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding: base64\n\n"
-    ));
-    m.extend_from_slice(&b64(data));
-    m.extend_from_slice(b"\r\n--XyZ--\r\n");
-    m
-}
-
-/// Base64 with 76-character CRLF lines (no crate needed for a test).
-fn base64_encode(data: &[u8]) -> Vec<u8> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut line = 0;
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = [
-            T[(n >> 18) as usize & 63],
-            T[(n >> 12) as usize & 63],
-            if chunk.len() > 1 {
-                T[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            },
-            if chunk.len() > 2 {
-                T[n as usize & 63]
-            } else {
-                b'='
-            },
-        ];
-        out.extend_from_slice(&chars);
-        line += 4;
-        if line >= 76 {
-            out.extend_from_slice(b"\r\n");
-            line = 0;
-        }
-    }
-    out
+    common::mail::with_attachment(SENDER, LOCAL_RCPT, name, content_type, data)
 }
 
 fn body_of(message: &[u8]) -> &[u8] {

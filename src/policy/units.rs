@@ -10,6 +10,15 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// Splits `"15 MiB"` into `15.0` and `" MiB"` (the unit may be empty).
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit))
+}
+
 /// A number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
@@ -25,11 +34,7 @@ impl ByteSize {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| {
+        let (number, unit) = number_and_unit(text).ok_or_else(|| {
             format!("invalid size {text:?}: expected a number and a unit such as \"15 MiB\"")
         })?;
         let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -117,11 +122,7 @@ impl Seconds {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| {
+        let (number, unit) = number_and_unit(text).ok_or_else(|| {
             format!("invalid duration {text:?}: expected e.g. \"30s\" or \"250ms\"")
         })?;
         let seconds = match unit.trim() {

@@ -13,6 +13,7 @@
 #![allow(unused_imports)]
 
 pub mod clamd;
+pub mod mail;
 pub mod postfix;
 pub mod smtp;
 
