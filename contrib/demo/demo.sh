@@ -103,6 +103,7 @@ preflight() {
         [[ -S $CLAMD_SOCKET ]] && state="a socket file exists"
     fi
     if [[ $state != absent ]]; then
+        [[ $state == pong ]] && state="a clamd answers PING there"
         printf '\ndemo.sh: %s is already in use (%s).\n' "$CLAMD_SOCKET" "$state" >&2
         echo "demo.sh: the shipped policy scans with the clamd on that socket, and this demo" >&2
         echo "demo.sh: starts its own there (with a tiny test signature database). It will not" >&2
@@ -164,6 +165,17 @@ if [[ -z $cargo ]]; then
     echo "demo.sh: cargo not found. Install Rust 1.95 (https://rustup.rs), then run the demo again" >&2
     echo "demo.sh: (or point to it: sudo CARGO=/path/to/cargo $0)." >&2
     exit 1
+fi
+# Rust links with the system's C compiler (and zstd-sys compiles C): a fresh
+# Debian has none, and tests/testbed/install.sh does not install one.
+if ! command -v cc >/dev/null 2>&1; then
+    info "No C compiler (cc): installing gcc and libc6-dev, which Rust needs to link."
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev ||
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev; }; } >>"$WORK/install.log" 2>&1; then
+        echo "demo.sh: installing gcc failed:" >&2
+        show_tail "$WORK/install.log" 20
+        exit 1
+    fi
 fi
 info "$cargo build --release${build_as:+ (as $SUDO_USER)}; the first build takes several minutes."
 info "Output: $WORK/build.log"
@@ -294,7 +306,7 @@ if ((keep)); then
     leave_running=1
     printf '\nStill running (--keep): Postfix on 127.0.0.1:%s, congvu-milter on 127.0.0.1:%s, clamd on %s.\n' \
         "$SMTP_PORT" "$MILTER_PORT" "$CLAMD_SOCKET"
-    printf 'Send your own: swaks -s 127.0.0.1:%s -f sender@example.org -t nguoidung@bacgiang.gov.vn --attach @FILE\n' "$SMTP_PORT"
+    printf 'Send your own: swaks -s 127.0.0.1:%s -f sender@example.org -t nguoidung@bacgiang.gov.vn --attach @FILE -n\n' "$SMTP_PORT"
     printf 'Stop it all:   sudo %s --stop\n' "$0"
 fi
 ((sent_ok == 0))

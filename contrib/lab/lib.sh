@@ -35,7 +35,7 @@ port_listening() {
 # Who holds a TCP port, for error messages ("" when unknown).
 port_owner() {
     if command -v ss >/dev/null 2>&1; then
-        ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -1
+        ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1
     fi
 }
 
