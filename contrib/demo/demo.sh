@@ -147,10 +147,11 @@ info "$(grep -o 'test bed ready.*' "$WORK/install.log" | tail -1)"
 
 # ---------------------------------------------------------------------------
 step "Building congvu-milter (cargo build --release)"
-# Under sudo, PATH and HOME are root's: find the invoking user's cargo and
-# build as that user, so target/ and ~/.cargo stay theirs.
+# Under sudo, PATH and HOME are root's. When the invoking user owns the
+# checkout and has cargo (rustup), build as that user, so that target/ and
+# ~/.cargo stay theirs; otherwise build as root.
 build_as=() cargo=${CARGO:-}
-if [[ -z $cargo && -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+if [[ -z $cargo && -n ${SUDO_USER:-} && $SUDO_USER != root && $(stat -c %U "$REPO") == "$SUDO_USER" ]]; then
     user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
     if [[ -x $user_home/.cargo/bin/cargo ]]; then
         cargo=$user_home/.cargo/bin/cargo
@@ -162,7 +163,8 @@ if [[ -z $cargo ]]; then
     [[ -n $cargo ]] || { [[ -x /root/.cargo/bin/cargo ]] && cargo=/root/.cargo/bin/cargo; } || true
 fi
 if [[ -z $cargo ]]; then
-    echo "demo.sh: cargo not found. Install Rust 1.95 (https://rustup.rs), then run the demo again" >&2
+    echo "demo.sh: cargo not found (looked in root's PATH, /root/.cargo/bin${SUDO_USER:+ and ~$SUDO_USER/.cargo/bin})." >&2
+    echo "demo.sh: Install Rust 1.95 (https://rustup.rs), then run the demo again" >&2
     echo "demo.sh: (or point to it: sudo CARGO=/path/to/cargo $0)." >&2
     exit 1
 fi
