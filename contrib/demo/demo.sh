@@ -107,7 +107,7 @@ preflight() {
         printf '\ndemo.sh: %s is already in use (%s).\n' "$CLAMD_SOCKET" "$state" >&2
         echo "demo.sh: the shipped policy scans with the clamd on that socket, and this demo" >&2
         echo "demo.sh: starts its own there (with a tiny test signature database). It will not" >&2
-        echo "demo.sh: stop yours: stop it yourself (systemctl stop clamav-daemon) and run the demo again." >&2
+        echo "demo.sh: stop yours: stop it yourself (systemctl stop clamav-daemon.socket clamav-daemon) and run the demo again." >&2
         exit 1
     fi
 }

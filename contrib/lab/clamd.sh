@@ -121,7 +121,8 @@ cmd_start() {
         require_port_free "$tcp" "clamd TCPSocket"
     fi
     chmod 755 "$dir"
-    install -d -m 755 "$dir/db" "$dir/tmp" "$(dirname "$socket")"
+    install -d -m 755 "$dir/db" "$dir/tmp"
+    mkdir -p "$(dirname "$socket")"
     rm -f "$dir"/db/*
     write_database "$dir/db"
     {
