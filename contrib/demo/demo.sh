@@ -57,6 +57,7 @@ step() {
 info() { printf '   %s\n' "$*"; }
 
 stop_all() {
+    stop_group "$WORK/build.pid" "cargo build" 5
     bash "$LAB/postfix.sh" stop "$WORK/postfix" 2>/dev/null || true
     # The milter lets messages in flight finish (shutdown_grace 30 s).
     stop_group "$WORK/milter.pid" congvu-milter 35
@@ -122,7 +123,7 @@ on_exit() {
     if ((leave_running == 0)); then
         stop_all
         if ((step_no >= 3)); then
-            printf '\nStopped clamd, congvu-milter and Postfix. Files stay in %s.\n' "$WORK"
+            printf '\nStopped everything the demo started. Files stay in %s.\n' "$WORK"
         fi
     fi
     exit "$rc"
@@ -181,7 +182,23 @@ if ! command -v cc >/dev/null 2>&1; then
 fi
 info "$cargo build --release${build_as:+ (as $SUDO_USER)}; the first build takes several minutes."
 info "Output: $WORK/build.log"
-if ! (cd "$REPO" && "${build_as[@]}" "$cargo" build --release) >"$WORK/build.log" 2>&1; then
+# In the background (its own process group, stopped on exit), so that a long
+# first build shows signs of life.
+cd "$REPO"
+spawn_group "$WORK/build.pid" "$WORK/build.log" "${build_as[@]}" "$cargo" build --release
+build_pid=$(<"$WORK/build.pid")
+waited=0
+while pid_alive "$build_pid"; do
+    sleep 1
+    waited=$((waited + 1))
+    if ((waited % 30 == 0)); then
+        info "... still building, ${waited}s so far ($(grep -c "^ *Compiling " "$WORK/build.log" || true) crate(s) compiled)"
+    fi
+done
+build_rc=0
+wait "$build_pid" 2>/dev/null || build_rc=$?
+rm -f "$WORK/build.pid"
+if ((build_rc != 0)) || ! grep -qE '^ *Finished' "$WORK/build.log"; then
     echo "demo.sh: the build failed:" >&2
     show_tail "$WORK/build.log" 30
     exit 1
@@ -292,7 +309,7 @@ info "clamd log          $WORK/clamd/clamd.log"
 info "delivered mail     $WORK/postfix/sink/"
 info "replies (JSON)     $WORK/results.jsonl"
 info "the policy         $POLICY (comments explain every key)"
-info "try one file       $BIN scan --config $POLICY fixtures/messages/fail-double-extension.eml"
+info "try one file       $BIN scan --config $POLICY $REPO/fixtures/messages/fail-double-extension.eml"
 info "lab scripts        contrib/lab/README.md (private Postfix and clamd for your own runs)"
 
 printf '\n'
