@@ -284,6 +284,7 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
 PY
 
 step "A few lines of http://127.0.0.1:$METRICS_PORT/metrics"
+info "messages_total counts messages; verdicts_total counts findings (one message can have several)."
 python3 - "$METRICS_PORT" <<'PY' || true
 import sys, urllib.request
 body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
