@@ -137,6 +137,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
     };
 
     let mut encrypted_reported: Vec<Vec<String>> = Vec::new();
+    let mut uninspectable_reported: Vec<Vec<String>> = Vec::new();
     for (index, f) in inspection.files.iter().enumerate() {
         let names: Vec<&str> = f
             .name
@@ -207,7 +208,13 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             }
             _ => None,
         };
-        if let Some(reason) = uninspectable {
+        // Like encryption: an archive that cannot be inspected is one violation;
+        // its entries that could not be inspected either add nothing.
+        let inside_uninspectable = uninspectable_reported
+            .iter()
+            .any(|p: &Vec<String>| f.path.len() > p.len() && f.path.starts_with(p));
+        if let Some(reason) = uninspectable.filter(|_| !inside_uninspectable) {
+            uninspectable_reported.push(f.path.clone());
             push(
                 Violation::new(
                     "uninspectable",

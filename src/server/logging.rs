@@ -46,7 +46,13 @@ pub fn log_verdict(msg: &Message, verdict: &Verdict, stage: &str, elapsed: Durat
         Some(a) => a.to_string(),
         None => msg.connection.hostname.clone(),
     };
-    let rules: Vec<&str> = verdict.reasons.iter().map(|r| r.rule.as_str()).collect();
+    // A rule that fired on several files is one rule of this message.
+    let mut rules: Vec<&str> = Vec::new();
+    for r in &verdict.reasons {
+        if !rules.contains(&r.rule.as_str()) {
+            rules.push(r.rule.as_str());
+        }
+    }
     let details: Vec<String> = verdict
         .reasons
         .iter()
@@ -56,10 +62,16 @@ pub fn log_verdict(msg: &Message, verdict: &Verdict, stage: &str, elapsed: Durat
     m.messages
         .with_label_values(&[verdict.action.as_str()])
         .inc();
+    // Messages per rule: a rule that fired on several files counts once.
+    let mut counted: Vec<(&str, &str)> = Vec::new();
     for r in &verdict.reasons {
-        m.verdicts
-            .with_label_values(&[r.rule.as_str(), r.article.as_str(), verdict.action.as_str()])
-            .inc();
+        let key = (r.rule.as_str(), r.article.as_str());
+        if !counted.contains(&key) {
+            counted.push(key);
+            m.verdicts
+                .with_label_values(&[key.0, key.1, verdict.action.as_str()])
+                .inc();
+        }
     }
     m.message_size_bytes.observe(msg.raw.len() as f64);
     if stage == "eom" {

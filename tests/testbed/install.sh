@@ -19,6 +19,7 @@ PACKAGES=(
     swaks             # SMTP client
     zip unzip p7zip-full tar gzip bzip2 xz-utils
     python3
+    gcc libc6-dev     # cargo links with cc; zstd-sys compiles C
     ca-certificates
     prometheus        # only for promtool (checks /metrics output)
     procps            # pgrep/ps for diagnostics
