@@ -22,7 +22,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the MTA streams a message; returning `Some(verdict)` from an early hook ends the
 /// message at once with that verdict (for example a declared `SIZE=` above the cap).
 pub trait Filter: Send + Sync + 'static {
-    /// After CONNECT (and HELO). Returning a verdict refuses the whole connection.
+    /// At CONNECT (before HELO). Returning a verdict refuses the whole connection;
+    /// when the MTA asked for no reply at CONNECT, the refusal answers every MAIL.
     fn connect(&self, _conn: &Connection) -> Option<Verdict> {
         None
     }
