@@ -42,7 +42,9 @@ fn replay(name: &'static str, target: fn(&[u8]), data: Vec<u8>) -> Result<(), St
             let _ = handle.join();
             Ok(())
         }
-        Ok(n) => Err(format!("{n} panic(s) in the crate's own code (caught by catch_unwind)")),
+        Ok(n) => Err(format!(
+            "{n} panic(s) in the crate's own code (caught by catch_unwind)"
+        )),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("no result within {PATIENCE:?}")),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err("panicked".to_string()),
     }
@@ -67,7 +69,11 @@ fn every_fuzz_regression_input_returns_cleanly() {
             }
         }
     }
-    assert!(failures.is_empty(), "fuzz regressions failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fuzz regressions failed:\n{}",
+        failures.join("\n")
+    );
     eprintln!("{count} fuzz regression inputs replayed");
 }
 

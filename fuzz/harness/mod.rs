@@ -139,10 +139,7 @@ fn visit(_budget: &mut Budget, entry: Entry<'_>) {
     let _ = names::final_extension(&entry.name);
 }
 
-fn open_with(
-    data: &[u8],
-    f: impl FnOnce(&[u8], &mut Budget, &mut archive::Sink<'_>) -> Opened,
-) {
+fn open_with(data: &[u8], f: impl FnOnce(&[u8], &mut Budget, &mut archive::Sink<'_>) -> Opened) {
     let mut b = budget();
     let mut sink = visit;
     let _ = guarded(|| f(data, &mut b, &mut sink));
@@ -158,30 +155,20 @@ pub fn milter_codec(data: &[u8]) {
     let mut codec = MilterCodec::new(64 * 1024);
     let mut buf = BytesMut::from(data);
     let mut out = BytesMut::new();
-    loop {
-        match codec.decode_eof(&mut buf) {
-            Ok(Some(cmd)) => {
-                out.clear();
-                let _ = encode_command(&cmd, &mut out, 64 * 1024);
-                if let Command::Macro { pairs, .. } = &cmd {
-                    for (_, v) in pairs {
-                        let _ = undouble_percent(v);
-                    }
-                }
+    while let Ok(Some(cmd)) = codec.decode_eof(&mut buf) {
+        out.clear();
+        let _ = encode_command(&cmd, &mut out, 64 * 1024);
+        if let Command::Macro { pairs, .. } = &cmd {
+            for (_, v) in pairs {
+                let _ = undouble_percent(v);
             }
-            Ok(None) | Err(_) => break,
         }
     }
     let mut codec = MtaCodec::new(64 * 1024);
     let mut buf = BytesMut::from(data);
-    loop {
-        match codec.decode_eof(&mut buf) {
-            Ok(Some(reply)) => {
-                out.clear();
-                let _ = encode_reply(&reply, &mut out);
-            }
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(reply)) = codec.decode_eof(&mut buf) {
+        out.clear();
+        let _ = encode_reply(&reply, &mut out);
     }
 }
 
@@ -304,7 +291,9 @@ pub fn archive_compress(data: &[u8]) {
         Some(k @ (ArchiveKind::Gzip | ArchiveKind::Bzip2 | ArchiveKind::Xz)) => k,
         _ => [ArchiveKind::Gzip, ArchiveKind::Bzip2, ArchiveKind::Xz][data.len() % 3],
     };
-    open_with(data, |d, b, s| compress::open(kind, Some("fuzz.bin.gz"), d, b, s));
+    open_with(data, |d, b, s| {
+        compress::open(kind, Some("fuzz.bin.gz"), d, b, s)
+    });
 }
 
 /// rar4 or rar5 by the magic; without one, both.
@@ -349,8 +338,13 @@ pub fn names(data: &[u8]) {
     let _ = names::display_name(&decoded, 255);
     let _ = names::display_name(&text, 0);
     if let Some((charset, rest)) = data.split_first() {
-        let charset = ["utf-8", "windows-1258", "iso-8859-1", "shift_jis", "x-unknown"]
-            [usize::from(*charset) % 5];
+        let charset = [
+            "utf-8",
+            "windows-1258",
+            "iso-8859-1",
+            "shift_jis",
+            "x-unknown",
+        ][usize::from(*charset) % 5];
         let _ = names::decode_charset(Some(charset), rest);
     }
 }
@@ -449,7 +443,10 @@ pub fn forwarding(data: &[u8]) {
 }
 
 /// Every target by name, for the regression suite.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target's body.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Target)] = &[
     ("milter_codec", milter_codec),
     ("milter_session", milter_session),
     ("mime_walk", mime_walk),
