@@ -366,10 +366,13 @@ fn parse_encoded_word(s: &str) -> Option<(String, Vec<u8>, usize)> {
     if charset.is_empty() || charset.len() > 64 || charset.contains(char::is_whitespace) {
         return None;
     }
-    let after = &body[q1 + 1..];
-    let mut chars = after.chars();
-    let enc = chars.next()?.to_ascii_uppercase();
-    if chars.next()? != '?' {
+    // The encoding is one ASCII letter then '?'. Checked by bytes before slicing:
+    // a multi-byte character there made `payload_start` (which counts one byte
+    // for it) fall inside that character and the slice below panic (found by
+    // fuzzing, fuzz/regressions/mime_walk/rfc2047-multibyte-encoding.eml).
+    let after = &body.as_bytes()[q1 + 1..];
+    let enc = after.first()?.to_ascii_uppercase();
+    if after.get(1) != Some(&b'?') {
         return None;
     }
     let payload_start = 2 + q1 + 1 + 2;
@@ -380,8 +383,8 @@ fn parse_encoded_word(s: &str) -> Option<(String, Vec<u8>, usize)> {
         return None;
     }
     let decoded = match enc {
-        'B' => super::transfer::decode_base64(payload.as_bytes()),
-        'Q' => decode_q(payload.as_bytes()),
+        b'B' => super::transfer::decode_base64(payload.as_bytes()),
+        b'Q' => decode_q(payload.as_bytes()),
         _ => return None,
     };
     Some((charset.to_owned(), decoded, payload_start + end + 2))

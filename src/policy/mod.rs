@@ -134,8 +134,12 @@ pub fn domain_matches(domain: &str, pattern: &str) -> bool {
     if domain.len() < pattern.len() {
         return false;
     }
-    let (head, tail) = domain.split_at(domain.len() - pattern.len());
-    tail.eq_ignore_ascii_case(pattern) && (head.is_empty() || head.ends_with('.'))
+    // Compared as bytes: the cut need not fall on a char boundary of a hostile
+    // domain (`split_at` on the str panicked there; found by fuzzing,
+    // fuzz/regressions/forwarding/). An ASCII-case-insensitive byte match is what
+    // `str::eq_ignore_ascii_case` does anyway.
+    let (head, tail) = domain.as_bytes().split_at(domain.len() - pattern.len());
+    tail.eq_ignore_ascii_case(pattern.as_bytes()) && (head.is_empty() || head.ends_with(b"."))
 }
 
 /// The domain part of an address (`user@Example.ORG` → `example.org`).

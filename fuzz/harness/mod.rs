@@ -1,0 +1,464 @@
+//! The bodies of the fuzz targets, shared by the fuzz crate (`fuzz/fuzz_targets/*.rs`,
+//! one line each) and the regression suite (`tests/fuzz_regressions.rs`), so a
+//! crash input replays through exactly the code path that found it.
+//!
+//! Each `pub fn TARGET(data: &[u8])` must return on every input: no panic, no hang,
+//! bounded memory (the fuzz script enforces the last two with `-timeout` and
+//! `-rss_limit_mb`). Limits are small so that iterations stay fast.
+//!
+//! Panics: production wraps every archive opener in `catch_unwind` (see
+//! `inspect::file::inspect_file`), so a panic inside a *dependency's* decoder there
+//! is the designed fallback ("damaged archive"), not a crash. A panic in this
+//! crate's own code is always a bug, even where it would be caught. [`install_panic_hook`]
+//! encodes that: inside a [`guarded`] region a panic whose location is in a
+//! registry crate is only counted; any other panic is recorded and, when fuzzing,
+//! aborts the process so libFuzzer reports it.
+
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
+use congvu_milter::inspect::file::{Budget, inspect_file as inspect_one};
+use congvu_milter::inspect::{ArchiveKind, filetype, inspect_message, names, tnef, uuencode};
+use congvu_milter::message::{Connection, Message};
+use congvu_milter::milter::codec::{
+    Command, MilterCodec, MtaCodec, encode_command, encode_reply, undouble_percent,
+};
+use congvu_milter::milter::session::{SessionConfig, run_session};
+use congvu_milter::milter::{BoxFuture, Filter};
+use congvu_milter::policy::{ByteSize, LimitsSection, LoadedPolicy, Policy, Seconds};
+use congvu_milter::rules::forwarding;
+use congvu_milter::verdict::{Action, HeaderEdit, SmtpReply, Verdict};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------
+// Panic policy
+// ---------------------------------------------------------------------------
+
+static ABORT_ON_PANIC: AtomicBool = AtomicBool::new(false);
+/// Dependency panics swallowed by a production `catch_unwind` (for the report).
+pub static TOLERATED_PANICS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+    static BAD_PANICS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Installs the panic hook once. `abort` is true in the fuzz targets (libFuzzer
+/// reports an abort as a crash), false in the tests (they check [`bad_panics`]).
+pub fn install_panic_hook(abort: bool) {
+    static ONCE: Once = Once::new();
+    ABORT_ON_PANIC.store(abort, Ordering::Relaxed);
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_dependency = info.location().is_some_and(|l| {
+                let f = l.file();
+                f.contains("/registry/src/") || f.contains("/git/checkouts/")
+            });
+            if GUARDED.with(Cell::get) > 0 && in_dependency {
+                TOLERATED_PANICS.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            BAD_PANICS.with(|c| c.set(c.get() + 1));
+            previous(info);
+            if ABORT_ON_PANIC.load(Ordering::Relaxed) {
+                std::process::abort();
+            }
+        }));
+    });
+}
+
+/// Panics on this thread that were not a tolerated dependency panic.
+pub fn bad_panics() -> u32 {
+    BAD_PANICS.with(Cell::get)
+}
+
+/// Runs `f` as production does an archive opener: panics are caught (and judged
+/// by the hook).
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f)).ok();
+    GUARDED.with(|g| g.set(g.get() - 1));
+    r
+}
+
+/// Marks a region whose panics production catches further down (inspect_file's
+/// own `catch_unwind`); panics that escape still propagate.
+fn guarded_region<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            GUARDED.with(|g| g.set(g.get() - 1));
+        }
+    }
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let _reset = Reset;
+    f()
+}
+
+// ---------------------------------------------------------------------------
+// Shared fixtures
+// ---------------------------------------------------------------------------
+
+/// Small limits: 8 MiB unpacked, 1000 entries, depth 8, 20 s (the fuzz script's
+/// `-timeout` is lower, so a slow input is reported rather than cut by the budget).
+pub fn limits() -> LimitsSection {
+    LimitsSection {
+        max_message_size: ByteSize::mib(8),
+        max_attachments_size: ByteSize::mib(8),
+        max_archive_depth: 8,
+        max_archive_entries: 1000,
+        max_unpacked_size: ByteSize::mib(8),
+        max_compression_ratio: 1000,
+        max_mime_parts: 1000,
+        max_message_depth: 20,
+        max_inspect_time: Seconds::secs(20),
+        max_buffered_bytes: ByteSize::mib(64),
+    }
+}
+
+fn budget() -> Budget {
+    Budget::new(&limits())
+}
+
+/// A sink that looks at each entry as the real one does (classifies the bytes)
+/// without recursing.
+fn visit(_budget: &mut Budget, entry: Entry<'_>) {
+    if let Some(bytes) = entry.data {
+        let _ = filetype::classify(bytes);
+    }
+    let _ = names::final_extension(&entry.name);
+}
+
+fn open_with(data: &[u8], f: impl FnOnce(&[u8], &mut Budget, &mut archive::Sink<'_>) -> Opened) {
+    let mut b = budget();
+    let mut sink = visit;
+    let _ = guarded(|| f(data, &mut b, &mut sink));
+}
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+/// The milter frame decoder (MTA → milter) and the reply decoder (milter → MTA),
+/// with the re-encoding of what decoded.
+pub fn milter_codec(data: &[u8]) {
+    let mut codec = MilterCodec::new(64 * 1024);
+    let mut buf = BytesMut::from(data);
+    let mut out = BytesMut::new();
+    while let Ok(Some(cmd)) = codec.decode_eof(&mut buf) {
+        out.clear();
+        let _ = encode_command(&cmd, &mut out, 64 * 1024);
+        if let Command::Macro { pairs, .. } = &cmd {
+            for (_, v) in pairs {
+                let _ = undouble_percent(v);
+            }
+        }
+    }
+    let mut codec = MtaCodec::new(64 * 1024);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(reply)) = codec.decode_eof(&mut buf) {
+        out.clear();
+        let _ = encode_reply(&reply, &mut out);
+    }
+}
+
+/// A filter whose decisions depend on the message, so every reply path is taken.
+struct FuzzFilter;
+
+impl Filter for FuzzFilter {
+    fn connect(&self, conn: &Connection) -> Option<Verdict> {
+        conn.hostname
+            .starts_with("refuse")
+            .then(|| verdict(Action::Reject, 1))
+    }
+
+    fn mail(&self, msg: &Message) -> Option<Verdict> {
+        msg.envelope
+            .sender
+            .contains("tempfail")
+            .then(|| verdict(Action::Tempfail, 2))
+    }
+
+    fn body_chunk(&self, msg: &Message, chunk_len: usize) -> Option<Verdict> {
+        (msg.raw.len() + chunk_len > 256 * 1024).then(|| verdict(Action::Reject, 3))
+    }
+
+    fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict> {
+        let pick = msg.raw.len() % 5;
+        let action = [
+            Action::Accept,
+            Action::Quarantine,
+            Action::Discard,
+            Action::Tempfail,
+            Action::Reject,
+        ][pick];
+        let n = msg.headers.len();
+        Box::pin(async move { verdict(action, n) })
+    }
+}
+
+fn verdict(action: Action, n: usize) -> Verdict {
+    let mut v = Verdict::accept();
+    v.action = action;
+    if action != Action::Accept {
+        v.reply = Some(SmtpReply::new(550, "5.7.1", "fuzz 100% %s\r\nline"));
+    }
+    v.headers = vec![
+        HeaderEdit::Add {
+            name: "X-Fuzz".into(),
+            value: "yes".into(),
+        },
+        HeaderEdit::Insert {
+            index: n as u32,
+            name: "X-Fuzz-Insert".into(),
+            value: "x".repeat(n % 300),
+        },
+        HeaderEdit::Change {
+            name: "Subject".into(),
+            index: (n % 3) as u32,
+            value: "changed".into(),
+        },
+        HeaderEdit::Delete {
+            name: "X-Remove".into(),
+            index: 1,
+        },
+    ];
+    v
+}
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+}
+
+/// A whole milter session: the fuzz bytes are what the MTA sends (read as one
+/// stream; the session's replies go to a sink), against [`FuzzFilter`].
+pub fn milter_session(data: &[u8]) {
+    let config = SessionConfig {
+        max_frame_size: 64 * 1024,
+        idle_timeout: Duration::from_secs(5),
+        progress_interval: Duration::from_millis(50),
+        requested_macros: SessionConfig::default_macros(),
+    };
+    let stream = tokio::io::join(data, tokio::io::sink());
+    RUNTIME.with(|rt| {
+        rt.block_on(run_session(
+            stream,
+            Arc::new(FuzzFilter),
+            config,
+            1,
+            "fuzz".into(),
+            CancellationToken::new(),
+        ))
+    });
+}
+
+/// The MIME walk over a whole message, with every file found inspected.
+pub fn mime_walk(data: &[u8]) {
+    let limits = limits();
+    guarded_region(|| {
+        let _ = inspect_message(data, &limits);
+    });
+}
+
+pub fn archive_zip(data: &[u8]) {
+    open_with(data, zip::open);
+}
+
+pub fn archive_7z(data: &[u8]) {
+    open_with(data, sevenz::open);
+}
+
+pub fn archive_tar(data: &[u8]) {
+    open_with(data, tar::open);
+}
+
+/// gzip, bzip2 or xz: the one the magic says, else one picked by length.
+pub fn archive_compress(data: &[u8]) {
+    let kind = match filetype::archive_kind(data) {
+        Some(k @ (ArchiveKind::Gzip | ArchiveKind::Bzip2 | ArchiveKind::Xz)) => k,
+        _ => [ArchiveKind::Gzip, ArchiveKind::Bzip2, ArchiveKind::Xz][data.len() % 3],
+    };
+    open_with(data, |d, b, s| {
+        compress::open(kind, Some("fuzz.bin.gz"), d, b, s)
+    });
+}
+
+/// rar4 or rar5 by the magic; without one, both.
+pub fn archive_rar(data: &[u8]) {
+    match filetype::archive_kind(data) {
+        Some(ArchiveKind::Rar4) => open_with(data, rar::open_rar4),
+        Some(ArchiveKind::Rar5) => open_with(data, rar::open_rar5),
+        _ => {
+            open_with(data, rar::open_rar4);
+            open_with(data, rar::open_rar5);
+        }
+    }
+}
+
+/// `classify` and the recursive inspection of one file (archives in archives).
+pub fn inspect_file(data: &[u8]) {
+    let _ = filetype::classify(data);
+    let _ = filetype::exec_kind(data);
+    let _ = filetype::is_msi(data);
+    let _ = filetype::zip_document_kind(data);
+    let mut b = budget();
+    let mut out = Vec::new();
+    guarded_region(|| {
+        inspect_one(vec!["fuzz".into()], Some("fuzz"), data, 0, &mut b, &mut out);
+    });
+}
+
+/// Content-Type / Content-Disposition parsing (RFC 2231), RFC 2047 words,
+/// charsets, and the extension and display logic on the results.
+pub fn names(data: &[u8]) {
+    let field = names::parse_content_field(data);
+    let _ = field.param("filename");
+    let _ = field.params_named("name").count();
+    for (_, v) in &field.params {
+        let _ = names::final_extension(v);
+        let _ = names::bidi_control(v);
+        let _ = names::display_name(v, 40);
+    }
+    let text = String::from_utf8_lossy(data);
+    let decoded = names::decode_rfc2047(&text);
+    let _ = names::final_extension(&decoded);
+    let _ = names::display_name(&decoded, 255);
+    let _ = names::display_name(&text, 0);
+    if let Some((charset, rest)) = data.split_first() {
+        let charset = [
+            "utf-8",
+            "windows-1258",
+            "iso-8859-1",
+            "shift_jis",
+            "x-unknown",
+        ][usize::from(*charset) % 5];
+        let _ = names::decode_charset(Some(charset), rest);
+    }
+}
+
+pub fn tnef(data: &[u8]) {
+    let t = tnef::parse_tnef(data, 100);
+    for a in &t.attachments {
+        // The MIME walk slices the stream with this range (`Bytes::slice`), so an
+        // out-of-range one is a crash there: index the same way.
+        let _ = filetype::classify(&data[a.data.clone()]);
+        if let Some(name) = &a.name {
+            let _ = names::final_extension(name);
+        }
+    }
+}
+
+pub fn uuencode(data: &[u8]) {
+    let found = uuencode::find_uuencoded(data, 100);
+    for f in &found {
+        let _ = filetype::classify(&f.data);
+    }
+}
+
+/// Policy text through the loader (syntax, deserialisation, validation). A
+/// `providers_file` names a file on disk, which the admin chooses, so inputs that
+/// set one are skipped.
+pub fn policy_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if text.contains("providers_file") {
+        return;
+    }
+    let _ = LoadedPolicy::from_text(text, Path::new("/nonexistent/fuzz.toml"));
+}
+
+fn shipped_policy(public: bool) -> &'static Policy {
+    static ALL: OnceLock<Policy> = OnceLock::new();
+    static PUBLIC: OnceLock<Policy> = OnceLock::new();
+    let text = include_str!("../../config/congvu-milter.toml");
+    let load = |scope: &str| {
+        let text = format!("{text}\n");
+        let mut p = (*LoadedPolicy::from_text(&text, Path::new("congvu-milter.toml"))
+            .expect("shipped policy loads")
+            .policy)
+            .clone();
+        if scope == "public" {
+            p.forwarding.scope = forwarding::Scope::Public;
+        }
+        p
+    };
+    if public {
+        PUBLIC.get_or_init(|| load("public"))
+    } else {
+        ALL.get_or_init(|| load("all"))
+    }
+}
+
+/// The forwarding rule on a message: the first byte picks the envelope and the
+/// connection (sender and recipients local or not, client internal or not, the
+/// scope), the rest is the .eml.
+pub fn forwarding(data: &[u8]) {
+    let Some((&sel, eml)) = data.split_first() else {
+        return;
+    };
+    let mut msg = Message::from_eml(eml);
+    msg.envelope.sender = if sel & 1 == 0 {
+        "nguoi.gui@bacgiang.gov.vn".into()
+    } else {
+        "someone@gmail.com".into()
+    };
+    msg.envelope.recipients = vec![if sel & 2 == 0 {
+        "can.bo@bacgiang.gov.vn".into()
+    } else {
+        "ban@yahoo.com".into()
+    }];
+    let addr = if sel & 4 == 0 {
+        "10.0.0.5"
+    } else {
+        "203.0.113.9"
+    };
+    let mut conn = Connection {
+        addr: addr.parse().ok(),
+        hostname: format!("[{addr}]"),
+        ..Default::default()
+    };
+    conn.macros.insert(
+        "{daemon_name}",
+        if sel & 8 == 0 { "smtpd" } else { "submission" },
+    );
+    if sel & 16 != 0 {
+        msg.macros.insert("{auth_authen}", "can.bo");
+    }
+    msg.connection = Arc::new(conn);
+    let _ = forwarding::evaluate(&msg, shipped_policy(sel & 32 != 0));
+}
+
+/// Every target by name, for the regression suite.
+/// A target's body.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Target)] = &[
+    ("milter_codec", milter_codec),
+    ("milter_session", milter_session),
+    ("mime_walk", mime_walk),
+    ("archive_zip", archive_zip),
+    ("archive_7z", archive_7z),
+    ("archive_tar", archive_tar),
+    ("archive_compress", archive_compress),
+    ("archive_rar", archive_rar),
+    ("inspect_file", inspect_file),
+    ("names", names),
+    ("tnef", tnef),
+    ("uuencode", uuencode),
+    ("policy_toml", policy_toml),
+    ("forwarding", forwarding),
+];
