@@ -31,6 +31,7 @@ use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::codec::{
     Command, MilterCodec, MtaCodec, encode_command, encode_reply, undouble_percent,
 };
+use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::session::{SessionConfig, run_session};
 use congvu_milter::milter::{BoxFuture, Filter};
 use congvu_milter::policy::{ByteSize, LimitsSection, LoadedPolicy, Policy, Seconds};
@@ -251,6 +252,8 @@ pub fn milter_session(data: &[u8]) {
         idle_timeout: Duration::from_secs(5),
         progress_interval: Duration::from_millis(50),
         requested_macros: SessionConfig::default_macros(),
+        // A small budget, so the fuzzer also reaches the over-budget path.
+        memory_budget: Some(MemoryBudget::new(256 * 1024)),
     };
     let stream = tokio::io::join(data, tokio::io::sink());
     RUNTIME.with(|rt| {
