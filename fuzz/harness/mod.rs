@@ -28,10 +28,10 @@ use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz
 use congvu_milter::inspect::file::{Budget, inspect_file as inspect_one};
 use congvu_milter::inspect::{ArchiveKind, filetype, inspect_message, names, tnef, uuencode};
 use congvu_milter::message::{Connection, Message};
+use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::codec::{
     Command, MilterCodec, MtaCodec, encode_command, encode_reply, undouble_percent,
 };
-use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::session::{SessionConfig, run_session};
 use congvu_milter::milter::{BoxFuture, Filter};
 use congvu_milter::policy::{ByteSize, LimitsSection, LoadedPolicy, Policy, Seconds};
