@@ -417,10 +417,11 @@ impl Policy {
                 ),
             ));
         }
-        if limits.max_buffered_bytes < limits.max_message_size {
+        // The budget counts each body byte twice (raw and decoded copies).
+        if limits.max_buffered_bytes.bytes() < limits.max_message_size.bytes().saturating_mul(2) {
             problems.push(Problem::error(
                 "limits.max_buffered_bytes",
-                "must be at least max_message_size, or no large message could ever be taken",
+                "must be at least twice max_message_size (a message is counted with its decoded copy), or no large message could ever be taken",
             ));
         }
         if !self.metrics.listen.is_empty()
