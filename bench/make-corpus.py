@@ -6,13 +6,14 @@
 100 files per scale unit (file counts are the proportions, since the load
 generator replays them round-robin):
 
-  60  small text mails, 2-8 KB (plain, or multipart/alternative plain+html)
+  60  small text mails, 2-17 KB (plain, or multipart/alternative plain+html)
   15  office documents: docx/xlsx/odt grown from the fixtures to 40-400 KB
       (deflated XML plus a stored image), base64 attachments
-  10  plain archives: fixtures plain.zip, plain.7z, nested.tar.gz (zip in 7z
-      in tar.gz) and a 300-entry zip
-  10  refused: executables (PE, in zip, in 7z, in docx), RTLO names, TNEF,
-      uuencoded exe: the fixtures/messages/fail-* files and built ones
+  10  plain archives: fixtures plain.zip and plain.7z, a zip in a tar.gz and a
+      300-entry zip
+  10  refused: 5 fixtures/messages/fail-* (bad charset name, broken base64,
+      double extension, exe in zip, renamed exe), and a PE, an exe in a zip,
+      in a 7z, in a docx, in zip in 7z in tar.gz (fixtures/archives)
    5  large: one 5, 6, 7, 8 and 10 MB PDF-like base64 attachment each
 
 Only the Python standard library; the same bytes on every run (seeded).
@@ -23,6 +24,7 @@ import io
 import os
 import random
 import sys
+import tarfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,6 +140,17 @@ def big_zip(rng, entries):
     return buf.getvalue()
 
 
+def zip_in_tar_gz(rng):
+    inner = big_zip(rng, 20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("ho-so/phu-luc.zip")
+        info.size = len(inner)
+        info.mtime = 1699833600
+        t.addfile(info, io.BytesIO(inner))
+    return buf.getvalue()
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -166,7 +179,7 @@ def main():
     archives = [
         ("plain.zip", "application/zip", read(os.path.join(ARCH, "plain.zip"))),
         ("plain.7z", "application/x-7z-compressed", read(os.path.join(ARCH, "plain.7z"))),
-        ("nested.tar.gz", "application/gzip", read(os.path.join(ARCH, "nested.tar.gz"))),
+        ("ho-so.tar.gz", "application/gzip", zip_in_tar_gz(rng)),
         ("ho-so.zip", "application/zip", big_zip(rng, 300)),
     ]
     refused_built = [
@@ -174,6 +187,7 @@ def main():
         ("tai-lieu.zip", "application/zip", read(os.path.join(ARCH, "exe-in.zip"))),
         ("tai-lieu.7z", "application/x-7z-compressed", read(os.path.join(ARCH, "exe-in.7z"))),
         ("bao-cao.docx", office[0][1], read(os.path.join(ARCH, "exe-in.docx"))),
+        ("nested.tar.gz", "application/gzip", read(os.path.join(ARCH, "nested.tar.gz"))),
     ]
     fail_fixtures = sorted(f for f in os.listdir(MSGS) if f.startswith("fail-"))
 
@@ -188,10 +202,10 @@ def main():
             name, ctype, data = archives[k % len(archives)]
             add("archive", with_attachments(rng, n, f"Ho so {n}", [(name, ctype, data)]))
         for k in range(10):
-            if k < 6:
+            if k < 5:
                 add("refused", read(os.path.join(MSGS, fail_fixtures[k % len(fail_fixtures)])))
             else:
-                name, ctype, data = refused_built[k - 6]
+                name, ctype, data = refused_built[k - 5]
                 add("refused", with_attachments(rng, n, f"Tep {n}", [(name, ctype, data)]))
         for mb in (5, 6, 7, 8, 10):
             add("large", with_attachments(rng, n, f"Tai lieu lon {n}",
