@@ -10,6 +10,8 @@
 #   bench/milter-alone.sh                      # defaults below
 #   CONNECTIONS=16 MESSAGES=2000 RUNS=3 PROFILE=none bench/milter-alone.sh
 #   KEEP=1 bench/milter-alone.sh               # keep the work dir (corpus, logs, profiles)
+#   BASELINE=/tmp/old-congvu-milter bench/milter-alone.sh
+#       # runs an older build and this one alternately and prints the ratio
 #
 # A bench, not a test: it asserts nothing about speed. Loopback only.
 set -euo pipefail
@@ -25,7 +27,7 @@ SCALE=${SCALE:-1}
 
 cargo build --release --bins --quiet
 milter=target/release/congvu-milter
-loadgen=target/release/congvu-loadgen
+loadgen=${LOADGEN:-target/release/congvu-loadgen}
 
 work=$(mktemp -d /tmp/congvu-bench.XXXXXX)
 pid=""
@@ -74,47 +76,73 @@ stop_milter() {
     pid=""
 }
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "== load: $MESSAGES messages over $CONNECTIONS connections ($PER_CONNECTION per connection), $RUNS runs"
-start_milter
-# Warm-up (not counted): page cache, allocator arenas, lazy statics.
-"$loadgen" --milter "127.0.0.1:$port" --dir "$work/corpus" --connections "$CONNECTIONS" \
-    --messages 100 --json >/dev/null
-for i in $(seq "$RUNS"); do
+# One measured run of binary $1 as label $2, round $3: a fresh milter, a
+# warm-up (not counted: page cache, allocator arenas, lazy statics), the load.
+measure() {
+    local bin=$1 label=$2 round=$3
+    milter=$bin
+    start_milter
+    "$loadgen" --milter "127.0.0.1:$port" --dir "$work/corpus" --connections "$CONNECTIONS" \
+        --messages 100 --json >/dev/null
     "$loadgen" --milter "127.0.0.1:$port" --dir "$work/corpus" --connections "$CONNECTIONS" \
         --messages "$MESSAGES" --per-connection "$PER_CONNECTION" --pid "$pid" --json \
-        >"$work/run$i.json"
-    python3 - "$work/run$i.json" "$i" <<'EOF'
+        >"$work/$label-$round.json"
+    stop_milter
+    python3 - "$work/$label-$round.json" "$label $round" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 m = r["milter"]
-print(f"run {sys.argv[2]}: {r['messages_per_s']:.1f} msg/s {r['mb_per_s']:.2f} MB/s"
+print(f"{sys.argv[2]}: {r['messages_per_s']:.1f} msg/s {r['mb_per_s']:.2f} MB/s"
       f" | per core {m['messages_per_cpu_s']:.1f} msg/s {m['mb_per_cpu_s']:.2f} MB/s"
       f" | p50 {r['latency_ms_p50']:.2f} ms p99 {r['latency_ms_p99']:.2f} ms max {r['latency_ms_max']:.2f} ms"
       f" | peak RSS {m['peak_rss_kib'] / 1024:.1f} MiB | errors {r['errors']}")
 EOF
-done
+}
 
-python3 - "$work" "$RUNS" <<'EOF'
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== load: $MESSAGES messages over $CONNECTIONS connections ($PER_CONNECTION per connection), $RUNS runs"
+labels=(current)
+[[ -n "${BASELINE:-}" ]] && labels=(baseline current)
+new_milter=$milter
+for i in $(seq "$RUNS"); do
+    # With a baseline, the two binaries alternate, so that both see the same noise.
+    for label in "${labels[@]}"; do
+        if [[ $label == baseline ]]; then measure "$BASELINE" baseline "$i"; else measure "$new_milter" current "$i"; fi
+    done
+done
+milter=$new_milter
+
+python3 - "$work" "$RUNS" "${labels[@]}" <<'EOF'
 import json, statistics, sys
-work, runs = sys.argv[1], int(sys.argv[2])
-rs = [json.load(open(f"{work}/run{i}.json")) for i in range(1, runs + 1)]
-med = lambda f: statistics.median(f(r) for r in rs)
-r0 = rs[0]
-print(f"\n== median of {runs} runs ({r0['messages']} messages, {r0['bytes']/1e6:.1f} MB each)")
-print(f"  messages/s            {med(lambda r: r['messages_per_s']):10.1f}")
-print(f"  MB/s                  {med(lambda r: r['mb_per_s']):10.2f}")
-print(f"  milter CPU s          {med(lambda r: r['milter']['cpu_seconds']):10.2f}")
-print(f"  messages/s per core   {med(lambda r: r['milter']['messages_per_cpu_s']):10.1f}")
-print(f"  MB/s per core         {med(lambda r: r['milter']['mb_per_cpu_s']):10.2f}")
-print(f"  latency p50 ms        {med(lambda r: r['latency_ms_p50']):10.2f}")
-print(f"  latency p99 ms        {med(lambda r: r['latency_ms_p99']):10.2f}")
-print(f"  latency max ms        {med(lambda r: r['latency_ms_max']):10.2f}")
-print(f"  peak RSS MiB          {med(lambda r: r['milter']['peak_rss_kib'])/1024:10.1f}")
-print(f"  replies               accept {r0['accept']} reject {r0['reject']} tempfail {r0['tempfail']} other {r0['other']}")
-print(f"  errors (all runs)     {sum(r['errors'] for r in rs):10d}")
+work, runs, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+fields = [
+    ("messages/s", lambda r: r["messages_per_s"], "{:10.1f}"),
+    ("MB/s", lambda r: r["mb_per_s"], "{:10.2f}"),
+    ("milter CPU s", lambda r: r["milter"]["cpu_seconds"], "{:10.2f}"),
+    ("messages/s per core", lambda r: r["milter"]["messages_per_cpu_s"], "{:10.1f}"),
+    ("MB/s per core", lambda r: r["milter"]["mb_per_cpu_s"], "{:10.2f}"),
+    ("latency p50 ms", lambda r: r["latency_ms_p50"], "{:10.2f}"),
+    ("latency p99 ms", lambda r: r["latency_ms_p99"], "{:10.2f}"),
+    ("latency max ms", lambda r: r["latency_ms_max"], "{:10.2f}"),
+    ("peak RSS MiB", lambda r: r["milter"]["peak_rss_kib"] / 1024, "{:10.1f}"),
+]
+res = {l: [json.load(open(f"{work}/{l}-{i}.json")) for i in range(1, runs + 1)] for l in labels}
+r0 = res[labels[-1]][0]
+print(f"\n== median of {runs} runs ({r0['messages']} messages, {r0['bytes'] / 1e6:.1f} MB each)")
+print(f"  {'':22}" + "".join(f"{l:>11}" for l in labels) + ("      ratio" if len(labels) == 2 else ""))
+for name, f, fmt in fields:
+    meds = [statistics.median(f(r) for r in res[l]) for l in labels]
+    line = f"  {name:22}" + "".join(" " + fmt.format(m) for m in meds)
+    if len(labels) == 2 and meds[0]:
+        line += f" {meds[1] / meds[0]:9.2f}x"
+    print(line)
+for l in labels:
+    r = res[l][0]
+    errors = sum(x["errors"] for x in res[l])
+    print(f"  {l}: replies accept {r['accept']} reject {r['reject']} tempfail {r['tempfail']} other {r['other']}; errors (all runs) {errors}")
 EOF
 
+start_milter
 if [[ "$PROFILE" == perf ]]; then
     echo
     echo "== perf (cpu-clock) on the milter, $PROFILE_MESSAGES messages"
