@@ -9,7 +9,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -228,6 +228,14 @@ pub struct MilterClient<S> {
     framed: Framed<S, MtaCodec>,
     negotiated: Option<Negotiated>,
     timeout: Duration,
+    /// Time from sending the last EOB to its final reply.
+    last_eom: Option<Duration>,
+    /// Inside [`MilterClient::send_message`]: commands are buffered and written
+    /// when a reply is awaited (or the next command flushes), as Postfix's
+    /// buffered stream does. One write per reply awaited also keeps Nagle's
+    /// algorithm and delayed ACKs from adding 40 ms stalls to a command that
+    /// follows an unanswered one (MACRO then EOB, ABORT then MAIL).
+    batching: bool,
 }
 
 impl MilterClient<TcpStream> {
@@ -262,6 +270,8 @@ where
             framed: Framed::new(stream, MtaCodec::new(DEFAULT_MAX_FRAME)),
             negotiated: None,
             timeout: DEFAULT_TIMEOUT,
+            last_eom: None,
+            batching: false,
         }
     }
 
@@ -434,8 +444,17 @@ where
         .await
     }
 
+    /// How long the milter took to decide the last message that reached end of
+    /// message: from sending EOB to reading the final reply (for the load
+    /// generator). `None` until then, and after a message decided earlier.
+    pub fn last_eom_latency(&self) -> Option<Duration> {
+        self.last_eom
+    }
+
     /// End of message: collects edits and progress replies until the final reply.
     pub async fn eom(&mut self) -> Result<EomOutcome, ClientError> {
+        self.last_eom = None;
+        let started = Instant::now();
         self.send_command(Command::Eob).await?;
         let mut edits = Vec::new();
         let mut progress = 0;
@@ -453,6 +472,7 @@ where
                 | Reply::Discard
                 | Reply::Shutdown
                 | Reply::ReplyCode(_)) => {
+                    self.last_eom = Some(started.elapsed());
                     return Ok(EomOutcome {
                         edits,
                         reply,
@@ -494,8 +514,17 @@ where
         macros: &StageMacros,
     ) -> Result<MessageOutcome, ClientError> {
         let neg = self.negotiated.clone().ok_or(ClientError::NotNegotiated)?;
-        let outcome = self.transaction(&neg, envelope, eml, macros).await?;
-        self.abort().await?;
+        self.last_eom = None;
+        self.batching = true;
+        let outcome = self.transaction(&neg, envelope, eml, macros).await;
+        // ABORT stays buffered like Postfix's: the next command or read sends it.
+        let abort = match &outcome {
+            Ok(_) => self.abort().await,
+            Err(_) => Ok(()),
+        };
+        self.batching = false;
+        let outcome = outcome?;
+        abort?;
         Ok(outcome)
     }
 
@@ -634,9 +663,24 @@ where
         Ok(Some(reply))
     }
 
-    /// Sends any command as is (for tests of odd sequences).
+    /// Sends any command as is (for tests of odd sequences). Inside
+    /// [`MilterClient::send_message`] it is only buffered.
     pub async fn send_command(&mut self, cmd: Command) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, self.framed.send(cmd))
+        if self.batching {
+            tokio::time::timeout(self.timeout, self.framed.feed(cmd))
+                .await
+                .map_err(|_| ClientError::Timeout("sending"))??;
+        } else {
+            tokio::time::timeout(self.timeout, self.framed.send(cmd))
+                .await
+                .map_err(|_| ClientError::Timeout("sending"))??;
+        }
+        Ok(())
+    }
+
+    /// Writes out buffered commands (before every read).
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        tokio::time::timeout(self.timeout, self.framed.flush())
             .await
             .map_err(|_| ClientError::Timeout("sending"))??;
         Ok(())
@@ -644,6 +688,7 @@ where
 
     /// Writes raw bytes to the connection (for tests with garbage or bad frames).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.flush().await?;
         let stream = self.framed.get_mut();
         tokio::time::timeout(self.timeout, async {
             stream.write_all(bytes).await?;
@@ -666,6 +711,7 @@ where
 
     /// Reads the next packet from the milter, whatever it is.
     pub async fn read_any(&mut self, context: &'static str) -> Result<Reply, ClientError> {
+        self.flush().await?;
         match tokio::time::timeout(self.timeout, self.framed.next()).await {
             Err(_) => Err(ClientError::Timeout(context)),
             Ok(None) => Err(ClientError::Closed(context)),
@@ -678,6 +724,7 @@ where
     /// Waits up to `wait` for a packet: `Ok(None)` if none came (the connection
     /// is still open). Useful to check that no stray reply is pending.
     pub async fn reply_within(&mut self, wait: Duration) -> Result<Option<Reply>, ClientError> {
+        self.flush().await?;
         match tokio::time::timeout(wait, self.framed.next()).await {
             Err(_) => Ok(None),
             Ok(None) => Err(ClientError::Closed("polling")),
@@ -689,13 +736,18 @@ where
     /// True once the milter has closed its end (reads EOF within `wait`).
     /// Consumes any pending reply.
     pub async fn is_closed_within(&mut self, wait: Duration) -> bool {
+        if self.flush().await.is_err() {
+            return true;
+        }
         matches!(
             tokio::time::timeout(wait, self.framed.next()).await,
             Ok(None) | Ok(Some(Err(_)))
         )
     }
 
-    /// Gives back the stream.
+    /// Gives back the stream. A command buffered by
+    /// [`MilterClient::send_message`] (its final ABORT) is dropped; send QUIT
+    /// or read first to write it.
     pub fn into_inner(self) -> S {
         self.framed.into_inner()
     }

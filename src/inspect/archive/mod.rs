@@ -13,7 +13,7 @@ pub mod sevenz;
 pub mod tar;
 pub mod zip;
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
 use super::ArchiveKind;
 use super::file::Budget;
@@ -116,6 +116,9 @@ pub struct Unpacked {
     pub total: u64,
 }
 
+/// Bytes unpacked between two looks at the clock.
+const READ_CHUNK: u64 = 64 * 1024;
+
 /// Unpacks an entry from `reader`: never more than the bytes left in the budget,
 /// nor more than the ratio cap for `packed` compressed bytes, and not past the
 /// deadline. A stopped entry keeps a prefix, so that its type is still known (an
@@ -130,29 +133,27 @@ pub fn read_capped(
     let ratio_cap = budget.ratio_cap(packed);
     let cap = byte_cap.min(ratio_cap);
     let mut out = Unpacked::default();
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
         if let Err(reason) = budget.check_time() {
             out.limit = Some(reason);
             break;
         }
         let room = cap.saturating_add(1).saturating_sub(out.data.len() as u64);
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let want = room.min(READ_CHUNK);
         if want == 0 {
             break;
         }
-        let n = match reader.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                out.error = Some(e.to_string());
-                break;
-            }
-        };
-        out.data.extend_from_slice(&buf[..n]);
+        // Straight into `out.data` (no zeroed scratch buffer per entry: most
+        // entries are small); `read_to_end` keeps what it read before an error.
+        let before = out.data.len();
+        let read = (&mut *reader).take(want).read_to_end(&mut out.data);
+        let n = out.data.len() - before;
         out.total = out.total.saturating_add(n as u64);
         budget.spend_bytes(n as u64);
+        if let Err(e) = read {
+            out.error = Some(e.to_string());
+            break;
+        }
         if out.data.len() as u64 > cap {
             out.limit = Some(if ratio_cap < byte_cap {
                 let reason = budget.ratio_reason(name);
@@ -162,6 +163,9 @@ pub fn read_capped(
                 budget.unpacked_reason()
             });
             break;
+        }
+        if (n as u64) < want {
+            break; // the end of the entry
         }
     }
     if out.limit.is_some() || out.error.is_some() {
