@@ -35,6 +35,10 @@ bench_install() { # [rspamd]
 
 # Builds the release binary when it is missing or older than the sources.
 bench_build() {
+    if [[ -n ${CONGVU_BIN:-} ]]; then
+        [[ -x $BIN ]] || die "CONGVU_BIN=$BIN is not an executable"
+        return 0
+    fi
     if [[ -x $BIN ]] && [[ -z $(find "$REPO/src" "$REPO/Cargo.toml" "$REPO/Cargo.lock" -newer "$BIN" -print -quit) ]]; then
         return 0
     fi

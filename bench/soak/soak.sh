@@ -80,7 +80,7 @@ bash "$LAB/postfix.sh" start "$W/pf" --port "$SMTP" --sink-port "$SINK" --milter
 
 now() { date +%s.%N; }
 event() { printf '%s\t%s\n' "$(now)" "$*" >>"$W/events.tsv"; say "event: $*"; }
-progress() { cat "$W/send/results.jsonl.d"/a1-*.jsonl 2>/dev/null | wc -l; }
+progress() { cat "$W/send/results.jsonl.d"/a1-*.jsonl 2>/dev/null | wc -l || true; }
 reload() { # N
     sed -i "s/(policy $(($1 - 1)))/(policy $1)/" "$POLICY"
     "$BIN" check-config --config "$POLICY" >/dev/null

@@ -109,8 +109,8 @@ def main() -> int:
 
     # Reloads.
     metrics = (w / "metrics.txt").read_text() if (w / "metrics.txt").exists() else ""
-    reload_ok = sum(float(m.group(1)) for m in re.finditer(r'^congvu_milter_policy_reloads_total\{[^}]*result="ok"[^}]*\} (\S+)', metrics, re.M))
-    reload_err = sum(float(m.group(1)) for m in re.finditer(r'^congvu_milter_policy_reloads_total\{[^}]*result="(?!ok)[^"]*"[^}]*\} (\S+)', metrics, re.M))
+    reload_ok = sum(float(m.group(1)) for m in re.finditer(r'^congvu_milter_policy_reloads_total\{[^}]*result="success"[^}]*\} (\S+)', metrics, re.M))
+    reload_err = sum(float(m.group(1)) for m in re.finditer(r'^congvu_milter_policy_reloads_total\{[^}]*result="(?!success)[^"]*"[^}]*\} (\S+)', metrics, re.M))
     msgs_metric = {m.group(1): float(m.group(2)) for m in re.finditer(r'^congvu_milter_messages_total\{action="([^"]+)"\} (\S+)', metrics, re.M)}
     policies_seen = sorted(v for v in scanned if "policy" in v)
 
