@@ -239,6 +239,22 @@ EOF
 }
 rspamd_stop() { stop_group "$1/rspamd.pid" rspamd 15; }
 
+# Restarts a clamd started by contrib/lab/clamd.sh with "DisableCache yes" added to
+# its clamd.conf (no clean-file cache: every scan does the full work, so a corpus
+# sent several times costs the same every time), in the same process-group and
+# pid-file layout, so that "clamd.sh stop DIR" still stops it.
+clamd_disable_cache() { # DIR
+    local dir=$1 sock
+    sock=$(<"$dir/socket")
+    bash "$LAB/clamd.sh" stop "$dir"
+    grep -q '^DisableCache yes' "$dir/clamd.conf" || printf 'DisableCache yes\n' >>"$dir/clamd.conf"
+    spawn_group "$dir/clamd.pid" "$dir/clamd.out" clamd -c "$dir/clamd.conf"
+    local rc=0
+    wait_for 60 "$dir/clamd.pid" bash "$LAB/clamd.sh" ping --socket "$sock" >/dev/null || rc=$?
+    ((rc == 0)) || { show_tail "$dir/clamd.log" 20; die "clamd did not come back with DisableCache yes"; }
+    say "clamd restarted with DisableCache yes (pid $(<"$dir/clamd.pid"))"
+}
+
 # VmRSS / VmHWM of a pid in KiB.
 proc_kib() { # PID FIELD
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0

@@ -30,7 +30,7 @@ source "$HERE/peers.sh"
 
 runs=3 count=1000 corpus_n=200 sessions=8 configs=a,b,c,d,e
 BENCH_WORK=/tmp/congvu-peers results=$HERE/RESULTS.md base=27000
-corpus_opts='' section=run-peers title=''
+corpus_opts='' section=run-peers title='' clamd_cache=1
 while (($#)); do
     case $1 in
     --runs) runs=$2 && shift ;;
@@ -45,6 +45,7 @@ while (($#)); do
     --corpus-opts) corpus_opts=$2 && shift ;;
     --section) section=$2 && shift ;;
     --title) title=$2 && shift ;;
+    --clamd-no-cache) clamd_cache=0 ;;
     -h | --help) sed -n '2,24s/^# \{0,1\}//p' "$0" && exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -83,6 +84,7 @@ python3 "$HERE/make-mix.py" "$W/corpus" --count "$corpus_n" --repo "$REPO" $corp
 
 bash "$LAB/clamd.sh" start "$W/clamd" --threads 8 --stream-max 30M
 SOCK=$(<"$W/clamd/socket")
+((clamd_cache)) || clamd_disable_cache "$W/clamd"
 
 for c in "${CFGS[@]}"; do
     case $c in
@@ -229,10 +231,10 @@ done
 
 date_s=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-report=$(python3 - "$W/runs" "$runs" "$configs" "$count" "$sessions" "$date_s" "$(nproc)" "$cpu_model" "$W/corpus.txt" \
+report=$(CLAMD_CACHE=$clamd_cache python3 - "$W/runs" "$runs" "$configs" "$count" "$sessions" "$date_s" "$(nproc)" "$cpu_model" "$W/corpus.txt" \
     "$(postconf -dh mail_version)" "$(clamd --version)" "$(clamav-milter --version 2>/dev/null | head -1)" \
     "$(rspamd --version 2>/dev/null | head -1 || true)" "$("$BIN" --version 2>/dev/null || echo congvu-milter)" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 from pathlib import Path
 d, runs, cfgs, count, sessions, date_s, ncpu, model, corpus, pfv, clv, cmv, rsv, cvv = sys.argv[1:]
 names = {"s": "clamdscan --stream alone (raw messages, no MTA)", "a": "Postfix alone", "b": "Postfix + congvu-milter, ClamAV off", "c": "Postfix + congvu-milter + clamd",
@@ -295,6 +297,9 @@ if all(c in med for c in "acs"):
     out.append("CPU milliseconds per message (median run): " + "; ".join(
         f"{c}: {'clamdscan' if c == 's' else 'filter'} {cpu[c]:.2f} + clamd {kcpu[c]:.2f}" for c in cfgs if c != "a" and rs[c]) + ".")
     out.append("")
+out.append("clamd: " + ("clean-file cache OFF (DisableCache yes): every scan does the full work." if os.environ.get("CLAMD_CACHE") == "0"
+           else "clean-file cache on (clamd's default): repeated bytes are not rescanned.") + " MaxThreads 8, two-signature test database.")
+out.append("")
 out.append(f"Versions: Postfix {pfv}; {clv}; {cmv}; {rsv}; {cvv}.")
 print("\n".join(out))
 PY

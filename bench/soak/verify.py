@@ -170,6 +170,14 @@ def main() -> int:
                  f"1,000 messages (sample at {r1000[1]}), {rend[2] / 1024:.1f} MiB at the end "
                  f"({100 * (rend[2] - r1000[2]) / r1000[2]:+.1f} %), highest sample {rmax[2] / 1024:.1f} MiB "
                  f"at {rmax[1]} messages; VmHWM {a.vmhwm_kib / 1024:.1f} MiB.")
+        o.append("")
+        traj, step = [], max(1, n_ids // 10)
+        for i in range(1, 11):
+            s = next(((t, p, k) for t, p, k in rss if p >= i * step), None)
+            if s:
+                traj.append(f"{s[1]}: {s[2] / 1024:.1f}")
+        o.append("RSS (MiB) by messages sent (first pass): " + ", ".join(traj) +
+                 f"; after the retries and the queue drain: {rend[2] / 1024:.1f}.")
     o.append("")
     o.append("X-Virus-Scanned on delivered mail: " + "; ".join(f"`{k2}` {n}" for k2, n in sorted(scanned.items())) + ".")
     o.append("")
