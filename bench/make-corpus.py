@@ -7,7 +7,7 @@
 generator replays them round-robin):
 
   60  small text mails, 2-17 KB (plain, or multipart/alternative plain+html)
-  15  office documents: docx/xlsx/odt grown from the fixtures to 40-400 KB
+  15  office documents: docx/xlsx/odt grown from the fixtures (50-300 KB messages)
       (deflated XML plus a stored image), base64 attachments
   10  plain archives: fixtures plain.zip and plain.7z, a zip in a tar.gz and a
       300-entry zip
