@@ -128,13 +128,14 @@ congvu_start "$W/milter" "$POLICY" "$MPORT" "$XPORT"
 MPID=$(<"$W/milter/milter.pid")
 sleep 1
 idle2_rss=$(proc_kib "$MPID" VmRSS)
+: >"$W/many/rss.tsv"
 (
     while kill -0 "$MPID" 2>/dev/null; do
         printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(proc_kib "$MPID" VmRSS)" \
             "$(curl -s "http://127.0.0.1:$XPORT/metrics" 2>/dev/null | awk '/^congvu_milter_buffered_bytes / { print $2 }' || true)"
         sleep 0.2
     done
-) >"$W/many/rss.tsv" &
+) >>"$W/many/rss.tsv" & # append: the burst-end marker is appended too
 sampler_pid=$!
 python3 "$PB/blast.py" "$W/msg" --port "$SMTP" --sessions "$sessions" --count "$sessions" --threads \
     --id-header X-Soak-Id --id-prefix many --summary "$W/many/summary.json" --results "$W/many/results.jsonl"
