@@ -128,13 +128,14 @@ congvu_start "$W/milter" "$POLICY" "$MPORT" "$XPORT"
 MPID=$(<"$W/milter/milter.pid")
 sleep 1
 idle2_rss=$(proc_kib "$MPID" VmRSS)
+: >"$W/many/rss.tsv"
 (
     while kill -0 "$MPID" 2>/dev/null; do
         printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(proc_kib "$MPID" VmRSS)" \
             "$(curl -s "http://127.0.0.1:$XPORT/metrics" 2>/dev/null | awk '/^congvu_milter_buffered_bytes / { print $2 }' || true)"
         sleep 0.2
     done
-) >"$W/many/rss.tsv" &
+) >>"$W/many/rss.tsv" & # append: the burst-end marker is appended too
 sampler_pid=$!
 python3 "$PB/blast.py" "$W/msg" --port "$SMTP" --sessions "$sessions" --count "$sessions" --threads \
     --id-header X-Soak-Id --id-prefix many --summary "$W/many/summary.json" --results "$W/many/results.jsonl"
@@ -143,8 +144,8 @@ read -r n2 n4 n5 n0 <<<"$first"
 wait_sent $((base_sent + n2)) || say "warning: not all accepted messages were delivered"
 delivered_first=$(($(sent) - base_sent))
 hwm=$(proc_kib "$MPID" VmHWM)
-kill "$sampler_pid" 2>/dev/null || true
-sampler_pid=''
+rss_after_burst=$(proc_kib "$MPID" VmRSS)
+printf 'burst-end\n' >>"$W/many/rss.tsv"
 curl -s "http://127.0.0.1:$XPORT/metrics" >"$W/many/metrics.txt" || true
 deferrals=$(awk '/^congvu_milter_memory_budget_deferrals_total / { print $2 }' "$W/many/metrics.txt")
 
@@ -161,23 +162,32 @@ if ((n4 > 0)); then
     retry_note="the $n4 deferred ones re-sent (same message, fresh sessions, retried every 3 s until accepted): 2xx $rr2, still 4xx $rr4, 5xx $rr5, no answer $rr0; delivered in all: $(($(sent) - base_sent)) of $sessions"
 fi
 hwm_end=$(proc_kib "$MPID" VmHWM)
+sleep 2
+rss_idle_end=$(proc_kib "$MPID" VmRSS)
+kill "$sampler_pid" 2>/dev/null || true
+sampler_pid=''
 
 date_s=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 msg_bytes=$(stat -c %s "$W/msg/0000-large.eml")
 report=$(python3 - "$W/many/rss.tsv" "$budget_bytes" "$idle_rss" "$one_hwm" "$one_rss" "$idle2_rss" "$hwm" "$hwm_end" \
     "$n2" "$n4" "$n5" "$n0" "$delivered_first" "${deferrals:-?}" "$sessions" "$msg_bytes" "$budget" \
-    "$date_s" "$(nproc) cores ($cpu_model)" "$retry_note" <<'PY'
+    "$date_s" "$(nproc) cores ($cpu_model)" "$retry_note" "$rss_after_burst" "$rss_idle_end" <<'PY'
 import sys
 (rssf, budget, idle, one_hwm, one_rss, idle2, hwm, hwm_end, n2, n4, n5, n0, deliv, defer, sessions, msg_bytes,
- budget_s, date_s, machine, retry_note) = sys.argv[1:]
+ budget_s, date_s, machine, retry_note, rss_burst_end, rss_idle_end) = sys.argv[1:]
+rss_burst_end, rss_idle_end = int(rss_burst_end), int(rss_idle_end)
 budget, idle, one_hwm, one_rss, idle2, hwm, hwm_end = map(int, (budget, idle, one_hwm, one_rss, idle2, hwm, hwm_end))
 n2, n4, n5, n0, deliv, sessions, msg_bytes = map(int, (n2, n4, n5, n0, deliv, sessions, msg_bytes))
-samples = []
+samples, later = [], []
+cur = samples
 for line in open(rssf):
+    if line.startswith("burst-end"):
+        cur = later
+        continue
     p = line.split("\t")
     if len(p) >= 2 and p[1].strip().isdigit():
-        samples.append((int(p[1]), float(p[2]) if len(p) > 2 and p[2].strip() else 0.0))
+        cur.append((int(p[1]), float(p[2]) if len(p) > 2 and p[2].strip() else 0.0))
 peak_buf = max((b for _, b in samples), default=0)
 limit_kib = budget // 1024 + one_hwm
 mib = lambda k: f"{k / 1024:.1f} MiB"
@@ -201,7 +211,10 @@ o += ["",
       f"{mib(max((r for r, _ in samples), default=0))}; highest buffered_bytes metric sample {peak_buf / 2**20:.1f} MiB.",
       f"- Replies: 2xx {n2}, 4xx {n4} (memory_budget_deferrals_total {defer}), 5xx {n5}, no answer {n0}; "
       f"delivered {deliv} of the {n2} accepted.",
-      f"- Retry: {retry_note}. VmHWM after the retries {mib(hwm_end)}."]
+      f"- VmRSS right after the burst (all answered, accepted ones delivered): {mib(rss_burst_end)}.",
+      f"- Retry: {retry_note}. During the retries: highest VmRSS sample {mib(max((r for r, _ in later), default=0))}, "
+      f"highest buffered_bytes sample {max((b for _, b in later), default=0) / 2**20:.1f} MiB; VmHWM after the retries "
+      f"{mib(hwm_end)}; VmRSS idle at the end {mib(rss_idle_end)}."]
 print("\n".join(o))
 sys.exit(0 if ok else 1)
 PY
