@@ -10,9 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use mimalloc::MiMalloc;
 
 use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
 use congvu_milter::{offline, server};
+
+/// mimalloc gives memory back to the system after a burst of large messages;
+/// glibc's malloc kept it in per-thread arenas.
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 #[command(

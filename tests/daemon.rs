@@ -446,7 +446,7 @@ async fn clamd_unreachable_means_tempfail_and_not_ready() {
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_budget_defers_new_messages_and_frees_itself() {
     let daemon = Daemon::start(
-        "[limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"500 KiB\"\nmax_buffered_bytes = \"2 MiB\"\n",
+        "[limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"500 KiB\"\nmax_buffered_bytes = \"3 MiB\"\n",
     );
     let chunk = vec![b'x'; 60_000];
     // Session A holds 600 KB of body without finishing its message.
@@ -459,7 +459,7 @@ async fn memory_budget_defers_new_messages_and_frees_itself() {
         let r = a.body_chunk(&chunk).await.unwrap();
         assert!(matches!(r, None | Some(Reply::Continue)), "{r:?}");
     }
-    // Each body byte counts twice: A holds 1.2 MB of the 2 MiB budget, and
+    // Each body byte counts three times: A holds 1.8 MB of the 3 MiB budget, and
     // session B's 600 KB message would take it past: deferred.
     let mut b = client(&daemon).await;
     let out = b

@@ -1,7 +1,7 @@
 //! A memory budget shared by every session: the message bytes all sessions hold
 //! at once stay under `[limits] max_buffered_bytes`. The session counts each
-//! body byte twice: once for the raw buffer, once for the decoded copies that
-//! inspection makes of it. A message whose next body
+//! body byte three times: the raw buffer (up to twice its length, as it grows by
+//! doubling) and the decoded copies that inspection makes of it. A message whose next body
 //! chunk would cross the budget is deferred (the sender retries) instead of
 //! exhausting memory; its buffer is freed at once.
 

@@ -417,11 +417,11 @@ impl Policy {
                 ),
             ));
         }
-        // The budget counts each body byte twice (raw and decoded copies).
-        if limits.max_buffered_bytes.bytes() < limits.max_message_size.bytes().saturating_mul(2) {
+        // The budget counts each body byte three times (raw buffer and decoded copies).
+        if limits.max_buffered_bytes.bytes() < limits.max_message_size.bytes().saturating_mul(3) {
             problems.push(Problem::error(
                 "limits.max_buffered_bytes",
-                "must be at least twice max_message_size (a message is counted with its decoded copy), or no large message could ever be taken",
+                "must be at least three times max_message_size (a message is counted with its buffer's growth and its decoded copy), or no large message could ever be taken",
             ));
         }
         if !self.metrics.listen.is_empty()
