@@ -8,9 +8,11 @@
 # and an RSS past RSS_MB MiB (default 2048) all count as crashes; their inputs land
 # in fuzz/artifacts/TARGET/ (gitignored). FORK=1 keeps going after a crash
 # (libFuzzer -fork=1 -ignore_crashes=1 ...) to collect several in one run.
-# At the end each corpus is minimised (libFuzzer -merge=1, what `cargo fuzz cmin`
-# does), files over 1 MiB are dropped, and a summary table is printed and saved
-# to fuzz/artifacts/summary-DATE.txt.
+# The fixtures are (re)added to the corpus first (fuzz/seed.sh). At the end each
+# corpus is minimised (libFuzzer -merge=1, what `cargo fuzz cmin` does) and files
+# over CORPUS_MAX_FILE bytes (default 16 KiB) are dropped, which keeps the
+# committed corpus under ~20 MB (the larger seeds come back from seed.sh), and a
+# summary table is printed and saved to fuzz/artifacts/summary-DATE.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -25,6 +27,9 @@ TIMEOUT=${TIMEOUT:-10}
 RSS_MB=${RSS_MB:-2048}
 FORK=${FORK:-0}
 MINIMIZE=${MINIMIZE:-1}
+CORPUS_MAX_FILE=${CORPUS_MAX_FILE:-16384}
+
+./seed.sh > /dev/null || exit 1
 
 BUILD=(--sanitizer none -O -a)
 cargo fuzz build "${BUILD[@]}" || exit 1
@@ -68,7 +73,7 @@ if [ "$MINIMIZE" = 1 ]; then
         "$BIN/$t" -merge=1 -timeout="$TIMEOUT" -rss_limit_mb="$RSS_MB" "$new" "corpus/$t" \
             > "$LOGS/$t.merge.log" 2>&1
         if [ -n "$(ls "$new")" ]; then rm -rf "corpus/$t"; mv "$new" "corpus/$t"; else rm -rf "$new"; fi
-        find "corpus/$t" -type f -size +1M -delete
+        find "corpus/$t" -type f -size +"$CORPUS_MAX_FILE"c -delete
     done
 fi
 
