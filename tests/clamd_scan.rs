@@ -503,7 +503,7 @@ async fn clamd_that_never_answers_times_out_quickly() {
     let started = Instant::now();
     let outcome = scanner.scan_parts(&[part("a.pdf", filler(200_000))]).await;
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(outcome.as_str(), "failed", "{outcome:?}");
     let (_, failure) = virus::evaluate(&outcome, &policy_with(&cfg));
     assert_eq!(failure.unwrap().action, Action::Tempfail);
@@ -549,7 +549,7 @@ async fn stopped_process_clamd_accepts_but_never_answers_and_times_out() {
     // Before SIGCONT: a startup PING still pending would be answered then.
     let health = scanner.health();
     signal("-CONT");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(outcome.as_str(), "failed", "{outcome:?}");
     assert!(
         health.iter().all(|h| !h.healthy && h.timeouts == 1),
@@ -575,7 +575,7 @@ async fn message_deadline_bounds_all_scans_of_a_message() {
     let outcome = scanner
         .scan_parts(&[part("a", "x"), part("b", "y"), part("c", "z")])
         .await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(10));
     let ScanOutcome::Failed { unscanned, .. } = &outcome else {
         panic!("{outcome:?}")
     };
