@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use congvu_milter::message::Envelope;
-use congvu_milter::milter::client::{MilterClient, Offer, Stage, StageMacros};
+use congvu_milter::milter::client::{MessageOutcome, MilterClient, Offer, Stage, StageMacros};
 use congvu_milter::milter::codec::{Family, Reply};
 use daemon_support::Daemon;
 use tokio::io::AsyncWriteExt;
@@ -49,6 +49,20 @@ async fn client(daemon: &Daemon) -> MilterClient<tokio::net::TcpStream> {
     .expect("connect step");
     c.helo("client.test").await.expect("helo");
     c
+}
+
+/// Sends one message from a@example.org to b@bacgiang.gov.vn with queue id `qid`.
+async fn send<S>(c: &mut MilterClient<S>, raw: &[u8], qid: &str) -> MessageOutcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    c.send_message(
+        &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
+        raw,
+        &macros(qid),
+    )
+    .await
+    .expect("the milter answers")
 }
 
 fn macros(queue_id: &str) -> StageMacros {
@@ -122,14 +136,7 @@ async fn streamed_body_over_the_cap_is_refused_without_reading_the_rest() {
     );
     let mut c = client(&daemon).await;
     // No SIZE= declared: the body itself crosses the cap.
-    let out = c
-        .send_message(
-            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &plain_message(300_000),
-            &macros("BIGQ1"),
-        )
-        .await
-        .unwrap();
+    let out = send(&mut c, &plain_message(300_000), "BIGQ1").await;
     assert_eq!(out.stage, Stage::Body);
     assert!(
         reply_text(&out.reply).starts_with("552 5.3.4 "),
@@ -137,14 +144,7 @@ async fn streamed_body_over_the_cap_is_refused_without_reading_the_rest() {
         out.reply
     );
     // The next message on the same connection is judged afresh.
-    let out = c
-        .send_message(
-            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &plain_message(1000),
-            &macros("SMALLQ2"),
-        )
-        .await
-        .unwrap();
+    let out = send(&mut c, &plain_message(1000), "SMALLQ2").await;
     assert!(
         matches!(out.reply, Reply::Accept | Reply::Continue),
         "{:?}",
@@ -275,13 +275,7 @@ async fn health_and_metrics_endpoints_answer() {
     assert_eq!(daemon.http_get("/healthz").0, 200);
     assert_eq!(daemon.http_get("/readyz").0, 200);
     let mut c = client(&daemon).await;
-    c.send_message(
-        &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-        &plain_message(100),
-        &macros("M1"),
-    )
-    .await
-    .unwrap();
+    send(&mut c, &plain_message(100), "M1").await;
     let (status, body) = daemon.http_get("/metrics");
     assert_eq!(status, 200);
     assert!(
@@ -422,14 +416,7 @@ async fn clamd_unreachable_means_tempfail_and_not_ready() {
         "[clamav]\nenabled = true\nendpoints = [\"unix:/nonexistent/clamd.sock\"]\nprobe_interval = \"1s\"\n",
     );
     let mut c = client(&daemon).await;
-    let out = c
-        .send_message(
-            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &with_attachment(),
-            &macros("TF1"),
-        )
-        .await
-        .unwrap();
+    let out = send(&mut c, &with_attachment(), "TF1").await;
     let text = reply_text(&out.reply);
     assert!(text.starts_with("451 4.7.1"), "{text}");
     let (status, body) = daemon.http_get("/readyz");
@@ -508,13 +495,7 @@ async fn memory_budget_defers_new_messages_and_frees_itself() {
 async fn json_logs_carry_the_verdict_fields() {
     let daemon = Daemon::start("[log]\nformat = \"json\"\n");
     let mut c = client(&daemon).await;
-    c.send_message(
-        &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-        &plain_message(200),
-        &macros("JSONQ1"),
-    )
-    .await
-    .unwrap();
+    send(&mut c, &plain_message(200), "JSONQ1").await;
     let log = daemon.log();
     let line = log
         .lines()
@@ -544,28 +525,14 @@ async fn several_listeners_serve_at_once() {
     .unwrap();
     let daemon = Daemon::start_with(dir, port, metrics_port, policy_path);
     let mut tcp = client(&daemon).await;
-    let out = tcp
-        .send_message(
-            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &plain_message(100),
-            &macros("TCP1"),
-        )
-        .await
-        .unwrap();
+    let out = send(&mut tcp, &plain_message(100), "TCP1").await;
     assert!(matches!(out.reply, Reply::Accept | Reply::Continue));
     let mut unix = MilterClient::connect_unix(&sock, TIMEOUT).await.unwrap();
     unix.negotiate(Offer::SENDMAIL_8_17).await.unwrap();
     unix.connect("localhost", Family::Unix("/run/x".into()))
         .await
         .unwrap();
-    let out = unix
-        .send_message(
-            &envelope("a@example.org", &["b@bacgiang.gov.vn"], None),
-            &plain_message(100),
-            &macros("UNIX1"),
-        )
-        .await
-        .unwrap();
+    let out = send(&mut unix, &plain_message(100), "UNIX1").await;
     assert!(matches!(out.reply, Reply::Accept | Reply::Continue));
     let log = daemon.log();
     assert!(
