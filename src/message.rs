@@ -150,7 +150,30 @@ impl Message {
 
     pub fn push_body(&mut self, chunk: &[u8]) {
         self.end_headers();
+        if Some(self.raw.len()) == self.body_offset {
+            self.presize_for_declared_size();
+        }
         self.raw.extend_from_slice(chunk);
+    }
+
+    /// Sizes the buffer for the whole message when the client declared `SIZE=`,
+    /// so that a large message is not copied every time the buffer doubles (and
+    /// does not fault in fresh pages for each copy). Only address space is taken
+    /// here: pages are touched as the body arrives.
+    fn presize_for_declared_size(&mut self) {
+        /// A client may declare any size; past this the buffer grows as it fills.
+        const PRESIZE_CAP: u64 = 64 << 20;
+        let Some(declared) = self.envelope.declared_size() else {
+            return;
+        };
+        // Postfix adds its own header fields (Received:, ...) to what the client sent.
+        let expected = declared.min(PRESIZE_CAP) + declared.min(PRESIZE_CAP) / 64 + 4096;
+        if let Some(more) = usize::try_from(expected)
+            .ok()
+            .and_then(|total| total.checked_sub(self.raw.len()))
+        {
+            self.raw.reserve(more);
+        }
     }
 
     pub fn body(&self) -> &[u8] {
@@ -267,6 +290,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(env.declared_size(), Some(1234));
+    }
+
+    #[test]
+    fn the_body_buffer_is_sized_once_from_the_declared_size() {
+        let mut msg = Message::default();
+        msg.envelope.sender_params = vec!["SIZE=3000000".into()];
+        msg.push_header("Subject", "x");
+        msg.push_body(b"first chunk\r\n");
+        let capacity = msg.raw.capacity();
+        assert!(capacity >= 3_000_000, "{capacity}");
+        while msg.raw.len() < 2_990_000 {
+            msg.push_body(&[b'a'; 65_535]);
+        }
+        assert_eq!(msg.raw.capacity(), capacity, "the buffer was reallocated");
+
+        // A declared size is a claim: past the cap only address space for the cap.
+        let mut liar = Message::default();
+        liar.envelope.sender_params = vec!["SIZE=999999999999".into()];
+        liar.push_body(b"x");
+        assert!(liar.raw.capacity() < 80 << 20);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 # Throughput through a real Postfix into smtp-sink, 8 parallel SMTP sessions, on a
 # realistic mix (make-mix.py), for five configurations:
 #   a  Postfix alone
+#   n  Postfix + null-milter (examples/null-milter.rs: congvu-milter's protocol layer
+#      alone, stores each message and accepts it unread): what feeding any milter
+#      costs Postfix; only with --configs ...,n,...
 #   b  Postfix + congvu-milter, [clamav] enabled = false
 #   c  Postfix + congvu-milter with ClamAV
 #   d  Postfix + clamav-milter (Debian) on the same clamd
@@ -9,17 +12,18 @@
 #      clamd, mime_types bad extensions forced to reject)
 # Each configuration is measured --runs times (rounds interleaved: a b c d e, then
 # b c d e a, ...) in one sitting; the table gives medians and the ratios
-# b/a (goal >= 0.90), c/e (goal >= 1.5) and c/d.
+# b/a (goal >= 0.90), c/e (goal >= 1.5) and c/d (and n/a, b/n with n).
 #
 #   sudo bench/postfix/run-peers.sh [--runs 3] [--count 1000] [--corpus 200]
 #        [--sessions 8] [--configs a,b,c,d,e] [--work /tmp/congvu-peers]
 #        [--results bench/postfix/RESULTS.md | --no-results] [--port-base 27000]
+#        [--clamd-no-cache] [--profile]
 #
 # Throughput = messages sent / (first SMTP connection .. Postfix logged the last
 # accepted message as delivered, status=sent, to the sink). The SMTP-side rate
 # (until the last reply) is shown too. Ports 127.0.0.1:BASE+25 (smtpd), +26 (sink),
 # +91/+81 (milter b, metrics), +92/+82 (milter c), +93 (clamav-milter), +94 (rspamd
-# milter), +33/+34 (rspamd normal/controller). Loopback only.
+# milter), +95 (null-milter), +33/+34 (rspamd normal/controller). Loopback only.
 set -euo pipefail
 
 lab_name=run-peers.sh
@@ -30,7 +34,7 @@ source "$HERE/peers.sh"
 
 runs=3 count=1000 corpus_n=200 sessions=8 configs=a,b,c,d,e
 BENCH_WORK=/tmp/congvu-peers results=$HERE/RESULTS.md base=27000
-corpus_opts='' section=run-peers title='' clamd_cache=1
+corpus_opts='' section=run-peers title='' clamd_cache=1 profile=''
 while (($#)); do
     case $1 in
     --runs) runs=$2 && shift ;;
@@ -46,7 +50,8 @@ while (($#)); do
     --section) section=$2 && shift ;;
     --title) title=$2 && shift ;;
     --clamd-no-cache) clamd_cache=0 ;;
-    -h | --help) sed -n '2,24s/^# \{0,1\}//p' "$0" && exit 0 ;;
+    --profile) profile=1 ;;
+    -h | --help) sed -n '2,33s/^# \{0,1\}//p' "$0" && exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
     shift
@@ -55,7 +60,7 @@ need_root "Postfix's master and the private daemons"
 W=$BENCH_WORK
 SMTP=$((base + 25)) SINK=$((base + 26))
 MB=$((base + 91)) XB=$((base + 81)) MC=$((base + 92)) XC=$((base + 82))
-MD=$((base + 93)) ME=$((base + 94)) RN=$((base + 33)) RC=$((base + 34))
+MD=$((base + 93)) ME=$((base + 94)) RN=$((base + 33)) RC=$((base + 34)) MN=$((base + 95))
 IFS=, read -r -a CFGS <<<"$configs"
 need_rspamd=''
 [[ ,$configs, == *,e,* ]] && need_rspamd=rspamd
@@ -64,12 +69,13 @@ stop_all() {
     bash "$LAB/postfix.sh" stop "$W/pf" 2>/dev/null || true
     congvu_stop "$W/congvu-b"
     congvu_stop "$W/congvu-c"
+    null_milter_stop "$W/null-milter"
     clamav_milter_stop "$W/clamav-milter"
     rspamd_stop "$W/rspamd"
     bash "$LAB/clamd.sh" stop "$W/clamd" 2>/dev/null || true
 }
 
-rm -rf "$W/pf" "$W/runs" "$W/congvu-b" "$W/congvu-c" "$W/clamav-milter"
+rm -rf "$W/pf" "$W/runs" "$W/congvu-b" "$W/congvu-c" "$W/clamav-milter" "$W/null-milter"
 mkdir -p "$W/runs"
 chmod 755 "$W"
 trap stop_all EXIT
@@ -98,6 +104,7 @@ for c in "${CFGS[@]}"; do
         congvu_start "$W/congvu-c" "$W/policy-c.toml" "$MC" "$XC"
         ;;
     d) clamav_milter_start "$W/clamav-milter" "$MD" "$SOCK" ;;
+    n) null_milter_start "$W/null-milter" "$MN" ;;
     e) rspamd_start "$W/rspamd" "$ME" "$SOCK" "$RN" "$RC" ;;
     *) die "unknown configuration $c" ;;
     esac
@@ -106,13 +113,14 @@ done
 milter_of() {
     case $1 in
     a) echo '' ;; b) echo "inet:127.0.0.1:$MB" ;; c) echo "inet:127.0.0.1:$MC" ;;
-    d) echo "inet:127.0.0.1:$MD" ;; e) echo "inet:127.0.0.1:$ME" ;;
+    d) echo "inet:127.0.0.1:$MD" ;; e) echo "inet:127.0.0.1:$ME" ;; n) echo "inet:127.0.0.1:$MN" ;;
     esac
 }
 pgid_of() {
     case $1 in
     b) cat "$W/congvu-b/milter.pid" ;; c) cat "$W/congvu-c/milter.pid" ;;
-    d) cat "$W/clamav-milter/clamav-milter.pid" ;; e) cat "$W/rspamd/rspamd.pid" ;; *) echo 0 ;;
+    d) cat "$W/clamav-milter/clamav-milter.pid" ;; e) cat "$W/rspamd/rspamd.pid" ;;
+    n) cat "$W/null-milter/milter.pid" ;; *) echo 0 ;;
     esac
 }
 # CPU seconds (user+sys, clock ticks -> s) of a process group, from /proc.
@@ -132,6 +140,11 @@ print(f"{tot / tck:.2f}" if pg else "0")
 PY
 }
 
+# Busy and total CPU seconds of the whole machine so far, from /proc/stat.
+machine_cpu() {
+    awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; printf "%d %d\n", busy, total }' /proc/stat
+}
+
 # One measured run: fresh Postfix instance, sink discarding, blast, wait for delivery.
 run_one() { # CFG ROUND N LABEL
     local cfg=$1 round=$2 n=$3 label=$4 milter d=$W/pf
@@ -144,9 +157,14 @@ run_one() { # CFG ROUND N LABEL
     rm -rf "$d"
     bash "$LAB/postfix.sh" sink "$d" --port "$SINK" --discard 2>/dev/null
     bash "$LAB/postfix.sh" start "$d" --port "$SMTP" --sink-port "$SINK" ${milter:+--milter "$milter"} 2>/dev/null
-    local pg cpu0 cpu1 clam0 clam1
+    local pg cpu0 cpu1 clam0 clam1 mach0 mach1
     pg=$(pgid_of "$cfg")
-    cpu0=$(group_cpu "$pg") clam0=$(group_cpu "$(<"$W/clamd/clamd.pid")")
+    cpu0=$(group_cpu "$pg") clam0=$(group_cpu "$(<"$W/clamd/clamd.pid")") mach0=$(machine_cpu)
+    local perf_pid=''
+    if [[ -n $profile ]]; then
+        perf record -a -e cpu-clock -F 499 -o "$W/runs/$label.perf" 2>/dev/null &
+        perf_pid=$!
+    fi
     python3 "$HERE/blast.py" "$W/corpus" --port "$SMTP" --sessions "$sessions" --count "$n" \
         --summary "$W/runs/$label.json" --quiet
     local ok
@@ -158,22 +176,30 @@ run_one() { # CFG ROUND N LABEL
     done
     t_done=$(date +%s.%N)
     ((i < 6000)) || say "warning: $label: only $(grep -c 'status=sent' "$d/postfix.log") of $ok delivered after 300 s"
-    cpu1=$(group_cpu "$pg") clam1=$(group_cpu "$(<"$W/clamd/clamd.pid")")
+    cpu1=$(group_cpu "$pg") clam1=$(group_cpu "$(<"$W/clamd/clamd.pid")") mach1=$(machine_cpu)
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" && wait "$perf_pid" || true
+        perf report -i "$W/runs/$label.perf" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' \
+            >"$W/runs/$label.by-command.txt" || true
+    fi
     bash "$LAB/postfix.sh" stop "$d" 2>/dev/null
-    python3 - "$W/runs/$label.json" "$t_done" "$cfg" "$round" "$cpu0" "$cpu1" "$clam0" "$clam1" <<'PY'
+    python3 - "$W/runs/$label.json" "$t_done" "$cfg" "$round" "$cpu0" "$cpu1" "$clam0" "$clam1" "$mach0" "$mach1" <<'PY'
 import json, sys
-p, t_done, cfg, rnd, c0, c1, k0, k1 = sys.argv[1:]
+p, t_done, cfg, rnd, c0, c1, k0, k1, m0, m1 = sys.argv[1:]
 s = json.load(open(p))
 s.update(cfg=cfg, round=int(rnd), t_done=float(t_done))
 s["e2e_seconds"] = round(float(t_done) - s["t_start"], 3)
 s["e2e_msgs_per_s"] = round(s["messages"] / s["e2e_seconds"], 2)
 s["filter_cpu_s"] = round(float(c1) - float(c0), 2)
 s["clamd_cpu_s"] = round(float(k1) - float(k0), 2)
+(b0, t0), (b1, t1) = (map(int, m.split()) for m in (m0, m1))
+s["machine_busy_pct"] = round(100 * (b1 - b0) / max(1, t1 - t0), 1)
 json.dump(s, open(p, "w"), indent=1)
 fp = s["first_pass"]
 print(f"  {cfg} round {rnd}: {s['e2e_msgs_per_s']:8.1f} msg/s end to end ({s['msgs_per_s']:.1f} SMTP side, "
       f"{s['mb_per_s']} MB/s), 2xx {fp['2xx']} 4xx {fp['4xx']} 5xx {fp['5xx']} none {fp['none']}, "
-      f"filter CPU {s['filter_cpu_s']} s, clamd CPU {s['clamd_cpu_s']} s", flush=True)
+      f"filter CPU {s['filter_cpu_s']} s, clamd CPU {s['clamd_cpu_s']} s, machine busy {s['machine_busy_pct']} %",
+      flush=True)
 PY
 }
 
@@ -238,7 +264,7 @@ import json, os, statistics, sys
 from pathlib import Path
 d, runs, cfgs, count, sessions, date_s, ncpu, model, corpus, pfv, clv, cmv, rsv, cvv = sys.argv[1:]
 names = {"s": "clamdscan --stream alone (raw messages, no MTA)", "a": "Postfix alone", "b": "Postfix + congvu-milter, ClamAV off", "c": "Postfix + congvu-milter + clamd",
-         "d": "Postfix + clamav-milter + clamd", "e": "Postfix + rspamd (proxy, milter mode) + clamd"}
+         "d": "Postfix + clamav-milter + clamd", "n": "Postfix + null-milter (protocol layer only, accepts unread)", "e": "Postfix + rspamd (proxy, milter mode) + clamd"}
 cfgs = cfgs.split(",")
 rs = {c: [json.load(open(p)) for p in sorted(Path(d).glob(f"run-{c}-*.json"))] for c in cfgs}
 med = {c: statistics.median(r["e2e_msgs_per_s"] for r in rs[c]) for c in cfgs if rs[c]}
@@ -254,8 +280,8 @@ out.append("```")
 out.extend(open(corpus).read().rstrip().splitlines())
 out.append("```")
 out.append("")
-out.append("| config | | msg/s end to end, runs | median | SMTP-side msg/s (median) | MB/s (median) | 2xx / 4xx / 5xx (last run) | filter CPU s / run | clamd CPU s / run |")
-out.append("|---|---|---|---|---|---|---|---|---|")
+out.append("| config | | msg/s end to end, runs | median | SMTP-side msg/s (median) | MB/s (median) | 2xx / 4xx / 5xx (last run) | filter CPU s / run | clamd CPU s / run | machine busy % |")
+out.append("|---|---|---|---|---|---|---|---|---|---|")
 for c in cfgs:
     if not rs[c]:
         continue
@@ -264,7 +290,8 @@ for c in cfgs:
     out.append(f"| {c} | {names[c]} | {', '.join('%.1f' % x['e2e_msgs_per_s'] for x in r)} | **{med[c]:.1f}** | "
                f"{smed[c]:.1f} | {statistics.median(x['mb_per_s'] for x in r):.1f} | "
                f"{last['2xx']} / {last['4xx']} / {last['5xx']} | "
-               f"{statistics.median(x['filter_cpu_s'] for x in r):.1f} | {statistics.median(x['clamd_cpu_s'] for x in r):.1f} |")
+               f"{statistics.median(x['filter_cpu_s'] for x in r):.1f} | {statistics.median(x['clamd_cpu_s'] for x in r):.1f} | "
+               f"{statistics.median(x.get('machine_busy_pct', 0) for x in r):.0f} |")
 out.append("")
 out.append("Ratios of medians (end-to-end throughput):")
 out.append("")
@@ -276,6 +303,8 @@ def ratio(x, y, goal, what):
         verdict = "" if goal is None else (" (met)" if v >= goal else " (NOT met)")
         out.append(f"| {what} ({x}/{y}) | **{v:.2f}** | {'' if goal is None else f'>= {goal}'}{verdict} |")
 ratio("b", "a", 0.90, "congvu-milter without ClamAV / Postfix alone")
+ratio("n", "a", None, "null-milter / Postfix alone: what feeding any milter costs Postfix here")
+ratio("b", "n", None, "congvu-milter without ClamAV / null-milter")
 ratio("c", "e", 1.5, "congvu-milter + clamd / rspamd + clamd")
 ratio("c", "d", None, "congvu-milter + clamd / clamav-milter + clamd")
 ratio("c", "a", None, "congvu-milter + clamd / Postfix alone")

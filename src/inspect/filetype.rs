@@ -282,7 +282,7 @@ pub fn archive_kind(data: &[u8]) -> Option<ArchiveKind> {
 fn has_zip_end_record(data: &[u8]) -> bool {
     let window = data.len().saturating_sub(65_557);
     data.get(window..)
-        .is_some_and(|tail| tail.windows(4).any(|w| w == b"PK\x05\x06"))
+        .is_some_and(|tail| memchr::memmem::rfind(tail, b"PK\x05\x06").is_some())
 }
 
 /// A tar header: the `ustar` magic, or (old v7 tars) a valid header checksum.
