@@ -6,6 +6,7 @@
 //! [`rules`] turn facts and the [`policy`] into a [`verdict::Verdict`]; [`pipeline`]
 //! runs that chain, the same way for the daemon and for the offline `scan` command.
 
+pub mod heap;
 pub mod inspect;
 pub mod message;
 pub mod metrics;

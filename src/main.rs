@@ -12,13 +12,27 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 
+use congvu_milter::heap::CountingAllocator;
 use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
 use congvu_milter::{offline, server};
 
-/// mimalloc gives memory back to the system after a burst of large messages;
-/// glibc's malloc kept it in per-thread arenas.
+/// mimalloc gives memory back to the system after a burst of large messages
+/// (glibc's malloc kept it in per-thread arenas), wrapped in a counter of heap
+/// bytes in use (the `congvu_milter_heap_bytes` metric). It is built without
+/// transparent huge pages (feature `no_thp`): with them a 2 MiB page is resident
+/// as soon as one byte of it is touched, and peak RSS under load was 4x higher.
 #[global_allocator]
-static ALLOCATOR: MiMalloc = MiMalloc;
+static ALLOCATOR: CountingAllocator<MiMalloc> = CountingAllocator(MiMalloc);
+
+/// Gives the calling thread's cached free memory back to the system: called when
+/// a runtime thread runs out of work (see `server::run`), so that the RSS of an
+/// idle daemon falls back to its baseline instead of keeping what the busiest
+/// moment needed (bench/soak: flat at 12-13 MiB over 20,000 messages).
+fn return_cached_memory() {
+    // SAFETY: mimalloc's collection of the calling thread's heap, with no
+    // argument but a flag.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
 
 #[derive(Parser)]
 #[command(
@@ -101,7 +115,7 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            match server::run(config, loaded) {
+            match server::run(config, loaded, Some(return_cached_memory)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("congvu-milter stopped: {e:#}");

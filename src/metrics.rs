@@ -52,6 +52,8 @@ pub struct Metrics {
     pub protocol_errors: IntCounter,
     /// Message bytes held in memory by all sessions now.
     pub buffered_bytes: IntGauge,
+    /// Heap bytes in use (set at each scrape; 0 in a process that does not count).
+    pub heap_bytes: IntGauge,
     /// Messages deferred because the memory budget was full.
     pub budget_deferrals: IntCounter,
     /// Policy reloads by result (`success`, `failure`).
@@ -212,6 +214,11 @@ impl Metrics {
                 "congvu_milter_buffered_bytes",
                 "Message bytes held in memory by all sessions.",
             ),
+            heap_bytes: gauge(
+                &r,
+                "congvu_milter_heap_bytes",
+                "Heap bytes in use, counted at the allocator (RSS minus this is memory the allocator keeps for reuse).",
+            ),
             budget_deferrals: counter(
                 &r,
                 "congvu_milter_memory_budget_deferrals_total",
@@ -259,6 +266,10 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(bytes) = crate::heap::bytes_in_use() {
+            self.heap_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -176,14 +176,56 @@ fn session_config(loaded: &LoadedPolicy, budget: &Arc<MemoryBudget>) -> SessionC
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Runs the daemon until SIGTERM or SIGINT. `on_thread_idle`, if given, runs on
+/// a runtime thread that has run out of work: at most once a second per thread
+/// while messages are in memory, and once more when none is left (the daemon
+/// returns the allocator's cached memory there).
+pub fn run(
+    config_path: PathBuf,
+    loaded: LoadedPolicy,
+    on_thread_idle: Option<fn()>,
+) -> anyhow::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(hook) = on_thread_idle {
+        builder.on_thread_park(move || {
+            if idle_hook_due(metrics().buffered_bytes.get() == 0) {
+                hook();
+            }
+        });
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("congvu-milter")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config_path, loaded))
+}
+
+/// Whether a thread about to park runs the idle hook: a second after it last
+/// did, or as soon as no message is held (`daemon_idle`) if it has not run the
+/// hook since the last message was let go.
+fn idle_hook_due(daemon_idle: bool) -> bool {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        /// When the hook last ran here, and whether the daemon was idle then.
+        static LAST: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    LAST.with(|last| {
+        let due = match last.get() {
+            None => true,
+            Some((at, was_idle)) => {
+                now.duration_since(at) >= Duration::from_secs(1) || (daemon_idle && !was_idle)
+            }
+        };
+        if due {
+            last.set(Some((now, daemon_idle)));
+        } else if let Some((at, _)) = last.get().filter(|_| !daemon_idle) {
+            last.set(Some((at, false)));
+        }
+        due
+    })
 }
 
 async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()> {
@@ -299,4 +341,25 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_hook_runs_once_a_second_and_once_more_when_the_daemon_goes_idle() {
+        std::thread::spawn(|| {
+            assert!(idle_hook_due(false), "the first park runs it");
+            assert!(!idle_hook_due(false), "not again within a second");
+            assert!(idle_hook_due(true), "the daemon just went idle");
+            assert!(!idle_hook_due(true), "still idle: done already");
+            assert!(!idle_hook_due(false), "busy again, within the second");
+            assert!(idle_hook_due(true), "idle again after work");
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            assert!(idle_hook_due(true), "a second later");
+        })
+        .join()
+        .unwrap();
+    }
 }
