@@ -7,6 +7,7 @@
 //! stays fixed however much mail flows. The reports the province asks for
 //! (Điều 16 khoản 6, Điều 18 khoản 9) are queries over these counters.
 
+use crate::milter::budget::MemoryBudget;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -266,6 +267,10 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(bytes) = buffered_bytes_now() {
+            self.buffered_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         if let Some(bytes) = crate::heap::bytes_in_use() {
             self.heap_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -277,6 +282,20 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The memory budget that `congvu_milter_buffered_bytes` reports, once the
+/// daemon has one.
+static WATCHED_BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
+
+/// Makes `congvu_milter_buffered_bytes` report this budget at every scrape.
+pub fn watch_budget(budget: Arc<MemoryBudget>) {
+    let _ = WATCHED_BUDGET.set(budget);
+}
+
+/// Message bytes held in memory now, by the watched budget's count.
+pub fn buffered_bytes_now() -> Option<u64> {
+    WATCHED_BUDGET.get().map(|b| b.used())
 }
 
 /// The process's metrics.

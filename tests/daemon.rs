@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use congvu_milter::message::Envelope;
 use congvu_milter::milter::client::{MessageOutcome, MilterClient, Offer, Stage, StageMacros};
-use congvu_milter::milter::codec::{Family, Reply};
+use congvu_milter::milter::codec::{Family, Reply, protocol};
 use daemon_support::Daemon;
 use tokio::io::AsyncWriteExt;
 
@@ -37,10 +37,14 @@ fn with_attachment() -> Vec<u8> {
 }
 
 async fn client(daemon: &Daemon) -> MilterClient<tokio::net::TcpStream> {
+    client_offering(daemon, Offer::POSTFIX_3_7).await
+}
+
+async fn client_offering(daemon: &Daemon, offer: Offer) -> MilterClient<tokio::net::TcpStream> {
     let mut c = MilterClient::connect_tcp(&daemon.milter_addr(), TIMEOUT)
         .await
         .expect("connect to the daemon");
-    c.negotiate(Offer::POSTFIX_3_7).await.expect("negotiate");
+    c.negotiate(offer).await.expect("negotiate");
     c.connect(
         "client.test",
         Family::Inet(Ipv4Addr::new(192, 0, 2, 7), 40000),
@@ -130,12 +134,47 @@ async fn declared_size_over_the_cap_is_refused_at_mail() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn streamed_body_over_the_cap_is_refused_without_reading_the_rest() {
+async fn streamed_body_over_the_cap_is_refused_at_end_of_message() {
     let daemon = Daemon::start(
         "[limits]\nmax_message_size = \"100 KiB\"\nmax_attachments_size = \"50 KiB\"\n",
     );
     let mut c = client(&daemon).await;
-    // No SIZE= declared: the body itself crosses the cap.
+    // No SIZE= declared: the body itself crosses the cap. Postfix offers NR_BODY,
+    // which the milter takes (the body streams without a reply per chunk), so the
+    // refusal, decided at the chunk that crossed the cap, comes at EOM.
+    let out = send(&mut c, &plain_message(300_000), "BIGQ1").await;
+    assert_eq!(out.stage, Stage::Eom);
+    assert!(
+        reply_text(&out.reply).starts_with("552 5.3.4 "),
+        "{:?}",
+        out.reply
+    );
+    let (_, metrics) = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("congvu_milter_buffered_bytes 0"),
+        "nothing is held after the refusal: {metrics}"
+    );
+    // The next message on the same connection is judged afresh.
+    let out = send(&mut c, &plain_message(1000), "SMALLQ2").await;
+    assert!(
+        matches!(out.reply, Reply::Accept | Reply::Continue),
+        "{:?}",
+        out.reply
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_body_over_the_cap_is_refused_at_the_chunk_without_nr_body() {
+    let daemon = Daemon::start(
+        "[limits]\nmax_message_size = \"100 KiB\"\nmax_attachments_size = \"50 KiB\"\n",
+    );
+    // An MTA that does not offer NR_BODY gets the refusal at the chunk that
+    // crossed the cap, and sends no more of the body.
+    let offer = Offer {
+        protocol: Offer::POSTFIX_3_7.protocol & !protocol::NR_BODY,
+        ..Offer::POSTFIX_3_7
+    };
+    let mut c = client_offering(&daemon, offer).await;
     let out = send(&mut c, &plain_message(300_000), "BIGQ1").await;
     assert_eq!(out.stage, Stage::Body);
     assert!(
@@ -457,7 +496,7 @@ async fn memory_budget_defers_new_messages_and_frees_itself() {
         )
         .await
         .unwrap();
-    assert_eq!(out.stage, Stage::Body);
+    assert_eq!(out.stage, Stage::Eom);
     assert!(
         reply_text(&out.reply).starts_with("451 4.7.1"),
         "{:?}",

@@ -32,9 +32,13 @@ const WANTED_ACTIONS: u32 = actions::ADDHDRS | actions::CHGHDRS | actions::QUARA
 /// Steps we ask the MTA to skip because the filter has no use for them.
 const SKIPPED_STEPS: u32 = protocol::NOUNKNOWN | protocol::NODATA;
 
-/// Steps after which we send no reply (when the MTA offers it). MAIL and BODY
-/// keep their replies: the filter can refuse there. EOM always has one.
+/// Steps after which we send no reply (when the MTA offers it). MAIL keeps its
+/// reply: the filter can refuse there (a declared SIZE= over the limit). Body
+/// chunks go without one, so the MTA streams the body instead of waiting for an
+/// answer every 64 KiB; a refusal decided while the body streams (over the size
+/// limit, memory budget full) is kept and given at EOM, which always has a reply.
 const NO_REPLY_STEPS: u32 = protocol::NR_HELO
+    | protocol::NR_BODY
     | protocol::NR_DATA
     | protocol::NR_UNKN
     | protocol::NR_EOH
@@ -625,7 +629,11 @@ where
                 _ => Reply::Continue,
             },
         };
-        self.reply_unless(neg, protocol::NR_BODY, reply).await
+        if neg.no_reply(protocol::NR_BODY) {
+            // The message's state holds any refusal; EOM answers with it.
+            return Ok(());
+        }
+        self.framed.send(reply).await
     }
 
     async fn on_end_of_message(&mut self, neg: Negotiated) -> Result<(), CodecError> {
@@ -752,8 +760,8 @@ where
     ) -> Result<(), CodecError> {
         if neg.no_reply(no_reply_bit) {
             if reply != Reply::Continue {
-                // Only MAIL and BODY verdicts get here, and we never ask for
-                // NR_MAIL or NR_BODY; a reply now would desynchronise the stream.
+                // Only MAIL verdicts get here, and we never ask for NR_MAIL; a
+                // reply now would desynchronise the stream.
                 warn!(?reply, "verdict cannot be sent: MTA expects no reply here");
             }
             return Ok(());
@@ -1040,7 +1048,7 @@ mod tests {
         );
         assert_eq!(neg.protocol, SKIPPED_STEPS | NO_REPLY_STEPS);
         assert_eq!(neg.protocol & protocol::NR_MAIL, 0);
-        assert_eq!(neg.protocol & protocol::NR_BODY, 0);
+        assert_ne!(neg.protocol & protocol::NR_BODY, 0);
         assert_eq!(neg.protocol & (protocol::NOHDRS | protocol::NOBODY), 0);
         let Reply::OptNeg { macros, .. } = reply else {
             panic!("not an OPTNEG reply");

@@ -188,7 +188,8 @@ pub fn run(
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(hook) = on_thread_idle {
         builder.on_thread_park(move || {
-            if idle_hook_due(metrics().buffered_bytes.get() == 0) {
+            let daemon_idle = crate::metrics::buffered_bytes_now().is_none_or(|b| b == 0);
+            if idle_hook_due(daemon_idle) {
                 hook();
             }
         });
@@ -242,6 +243,7 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
     let metrics_listen = loaded.policy.metrics.listen.clone();
     metrics().set_policy(&loaded.hash);
     let state = DaemonState::new(config_path, loaded);
+    crate::metrics::watch_budget(state.budget.clone());
     let filter = Arc::new(PolicyFilter::new(state.clone()));
     let permits = Arc::new(Semaphore::new(milter.max_connections));
     let shutdown = CancellationToken::new();
