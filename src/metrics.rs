@@ -7,7 +7,6 @@
 //! stays fixed however much mail flows. The reports the province asks for
 //! (Điều 16 khoản 6, Điều 18 khoản 9) are queries over these counters.
 
-use crate::milter::budget::MemoryBudget;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -19,6 +18,8 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::milter::budget::MemoryBudget;
 
 /// All metrics of the process.
 pub struct Metrics {
