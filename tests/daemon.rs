@@ -133,17 +133,16 @@ async fn declared_size_over_the_cap_is_refused_at_mail() {
     assert!(daemon.log().contains("conn-"), "{}", daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn streamed_body_over_the_cap_is_refused_at_end_of_message() {
+/// A body without SIZE= that crosses the 100 KiB cap is refused with 552 at
+/// `refused_at`, nothing of it stays held, and the next message on the same
+/// connection is judged afresh.
+async fn streamed_body_over_the_cap_is_refused(offer: Offer, refused_at: Stage) {
     let daemon = Daemon::start(
         "[limits]\nmax_message_size = \"100 KiB\"\nmax_attachments_size = \"50 KiB\"\n",
     );
-    let mut c = client(&daemon).await;
-    // No SIZE= declared: the body itself crosses the cap. Postfix offers NR_BODY,
-    // which the milter takes (the body streams without a reply per chunk), so the
-    // refusal, decided at the chunk that crossed the cap, comes at EOM.
+    let mut c = client_offering(&daemon, offer).await;
     let out = send(&mut c, &plain_message(300_000), "BIGQ1").await;
-    assert_eq!(out.stage, Stage::Eom);
+    assert_eq!(out.stage, refused_at);
     assert!(
         reply_text(&out.reply).starts_with("552 5.3.4 "),
         "{:?}",
@@ -154,7 +153,6 @@ async fn streamed_body_over_the_cap_is_refused_at_end_of_message() {
         metrics.contains("congvu_milter_buffered_bytes 0"),
         "nothing is held after the refusal: {metrics}"
     );
-    // The next message on the same connection is judged afresh.
     let out = send(&mut c, &plain_message(1000), "SMALLQ2").await;
     assert!(
         matches!(out.reply, Reply::Accept | Reply::Continue),
@@ -163,32 +161,23 @@ async fn streamed_body_over_the_cap_is_refused_at_end_of_message() {
     );
 }
 
+/// Postfix offers NR_BODY, which the milter takes (the body streams without a
+/// reply per chunk): the refusal, decided at the chunk that crossed the cap,
+/// is the EOM reply.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_body_over_the_cap_is_refused_at_end_of_message() {
+    streamed_body_over_the_cap_is_refused(Offer::POSTFIX_3_7, Stage::Eom).await;
+}
+
+/// An MTA that does not offer NR_BODY gets the refusal at the chunk that crossed
+/// the cap, and sends no more of the body.
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_body_over_the_cap_is_refused_at_the_chunk_without_nr_body() {
-    let daemon = Daemon::start(
-        "[limits]\nmax_message_size = \"100 KiB\"\nmax_attachments_size = \"50 KiB\"\n",
-    );
-    // An MTA that does not offer NR_BODY gets the refusal at the chunk that
-    // crossed the cap, and sends no more of the body.
     let offer = Offer {
         protocol: Offer::POSTFIX_3_7.protocol & !protocol::NR_BODY,
         ..Offer::POSTFIX_3_7
     };
-    let mut c = client_offering(&daemon, offer).await;
-    let out = send(&mut c, &plain_message(300_000), "BIGQ1").await;
-    assert_eq!(out.stage, Stage::Body);
-    assert!(
-        reply_text(&out.reply).starts_with("552 5.3.4 "),
-        "{:?}",
-        out.reply
-    );
-    // The next message on the same connection is judged afresh.
-    let out = send(&mut c, &plain_message(1000), "SMALLQ2").await;
-    assert!(
-        matches!(out.reply, Reply::Accept | Reply::Continue),
-        "{:?}",
-        out.reply
-    );
+    streamed_body_over_the_cap_is_refused(offer, Stage::Body).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,9 +35,6 @@ impl Filter for PolicyFilter {
     }
 
     fn body_chunk(&self, msg: &Message, chunk_len: usize) -> Option<Verdict> {
-        metrics()
-            .buffered_bytes
-            .set(self.state.budget.used() as i64);
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_body_chunk(msg, chunk_len, &loaded.policy)?;
