@@ -25,6 +25,17 @@ PROFILE=${PROFILE:-perf}
 PROFILE_MESSAGES=${PROFILE_MESSAGES:-300}
 SCALE=${SCALE:-1}
 
+# The profilers come with the benchmark packages.
+case $PROFILE in
+perf) profiler=perf ;;
+callgrind) profiler=valgrind ;;
+*) profiler="" ;;
+esac
+if [[ -n $profiler ]] && ! command -v "$profiler" >/dev/null 2>&1; then
+    echo "milter-alone.sh: $profiler not found; installing the benchmark packages (tests/testbed/install.sh --bench)" >&2
+    bash tests/testbed/install.sh --bench
+fi
+
 cargo build --release --bins --quiet
 milter=target/release/congvu-milter
 loadgen=${LOADGEN:-target/release/congvu-loadgen}

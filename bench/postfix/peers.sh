@@ -12,24 +12,14 @@ source "$LAB/lib.sh"
 
 BIN=${CONGVU_BIN:-$REPO/target/release/congvu-milter}
 
-# The test bed packages (tests/testbed/install.sh), plus rspamd when asked.
-bench_install() { # [rspamd]
+# The test bed packages and the benchmarks' own (rspamd, perf, curl):
+# tests/testbed/install.sh --bench, which also keeps the system rspamd stopped.
+bench_install() {
     local log=${BENCH_WORK:-/tmp}/install.log
-    say "installing the test bed packages (tests/testbed/install.sh; log $log)"
-    if ! bash "$REPO/tests/testbed/install.sh" >"$log" 2>&1; then
+    say "installing the test bed and benchmark packages (tests/testbed/install.sh --bench; log $log)"
+    if ! bash "$REPO/tests/testbed/install.sh" --bench >"$log" 2>&1; then
         show_tail "$log" 30
-        die "tests/testbed/install.sh failed"
-    fi
-    if [[ ${1:-} == rspamd ]] && ! command -v rspamd >/dev/null 2>&1; then
-        say "rspamd is not installed: apt-get install rspamd (Debian's package; the benchmark runs a private instance, never the system service)"
-        if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rspamd ||
-            { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rspamd; }; } >>"$log" 2>&1; then
-            show_tail "$log" 20
-            die "installing rspamd failed"
-        fi
-        # Debian's package may enable/start the system service; the benchmark must not
-        # compete with it.
-        if [[ -d /run/systemd/system ]]; then systemctl disable --now rspamd >/dev/null 2>&1 || true; fi
+        die "tests/testbed/install.sh --bench failed"
     fi
 }
 

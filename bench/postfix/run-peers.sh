@@ -62,8 +62,6 @@ SMTP=$((base + 25)) SINK=$((base + 26))
 MB=$((base + 91)) XB=$((base + 81)) MC=$((base + 92)) XC=$((base + 82))
 MD=$((base + 93)) ME=$((base + 94)) RN=$((base + 33)) RC=$((base + 34)) MN=$((base + 95))
 IFS=, read -r -a CFGS <<<"$configs"
-need_rspamd=''
-[[ ,$configs, == *,e,* ]] && need_rspamd=rspamd
 
 stop_all() {
     bash "$LAB/postfix.sh" stop "$W/pf" 2>/dev/null || true
@@ -81,7 +79,7 @@ chmod 755 "$W"
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-bench_install $need_rspamd
+bench_install
 bench_build
 
 say "corpus: make-mix.py --count $corpus_n"

@@ -1,42 +1,92 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs to talk to a real Postfix and a real
-# clamd on loopback (Debian 12). Idempotent: when every package is already
-# installed it does not touch apt at all (fast path).
+# Installs everything the test suite, the demo (contrib/demo), the lab scripts
+# (contrib/lab) and, with --bench, the benchmarks (bench/) need to talk to a real
+# Postfix and a real clamd on loopback (Debian 12). Idempotent: when every package
+# is already installed it does not touch apt at all (fast path).
+#
+#   bash tests/testbed/install.sh            what tests/run.sh and the demo need
+#   bash tests/testbed/install.sh --bench    also rspamd, perf, valgrind and curl (bench/)
+#
+# Every binary those scripts call is listed below beside the package that ships
+# it, and after installing, dpkg is asked who owns each file: a binary that is
+# present only because some other package happened to pull it in (as clamdscan
+# was by clamav-daemon's Recommends before ClamAV 1.4) fails here, on every
+# machine, instead of on the next fresh one.
 #
 # The Debian services these packages ship (postfix, clamav-daemon,
-# clamav-freshclam, clamav-milter, prometheus) are never left running: the
-# tests start their own private instances under /tmp, and freshclam must not
+# clamav-freshclam, clamav-milter, prometheus, rspamd) are never left running:
+# the tests start their own private instances under /tmp, and freshclam must not
 # run at all (no network).
 set -euo pipefail
 
-PACKAGES=(
-    postfix           # master, smtpd, cleanup, qmgr, smtp, postmap, smtp-sink
-    clamav-daemon     # clamd, clamdscan
-    clamav            # sigtool (pulled in anyway; listed for the fast-path check)
-    clamav-testfiles  # /usr/share/clamav-testfiles/clam.exe and its containers
-    clamav-milter     # the peer milter, for benchmarks
-    miltertest        # drives a milter without an MTA (Lua)
-    swaks             # SMTP client
-    zip unzip p7zip-full tar gzip bzip2 xz-utils
-    python3
-    gcc libc6-dev     # cargo links with cc; zstd-sys compiles C
-    ca-certificates
-    prometheus        # only for promtool (checks /metrics output)
-    procps            # pgrep/ps for diagnostics
-    systemd           # systemd-analyze verify (the shipped unit)
-    adduser init-system-helpers util-linux  # the .deb's maintainer scripts; setpriv
+bench=0
+for a in "$@"; do
+    case $a in
+    --bench) bench=1 ;;
+    *)
+        echo "usage: install.sh [--bench]" >&2
+        exit 2
+        ;;
+    esac
+done
+
+# One row per package: the package, then the files of it that the scripts and
+# tests call (paths as dpkg records them; /bin and /usr/bin are the same
+# directory on Debian 12, so either spelling works for the existence check). A
+# row with no file is a package needed for what it brings as a whole.
+PACKAGES_AND_FILES=(
+    "postfix /usr/sbin/postconf /usr/sbin/postmap /usr/sbin/postmulti /usr/sbin/smtp-sink /usr/lib/postfix/sbin/master"
+    "clamav-daemon /usr/sbin/clamd"
+    "clamdscan /usr/bin/clamdscan" # its own package since ClamAV 1.4; clamav-daemon only recommends it
+    "clamav /usr/bin/sigtool"
+    "clamav-testfiles /usr/share/clamav-testfiles/clam.exe" # real test executables in many containers
+    "clamav-milter /usr/sbin/clamav-milter"                 # the peer milter, for benchmarks
+    "miltertest /usr/bin/miltertest"                        # drives a milter without an MTA (Lua)
+    "swaks /usr/bin/swaks"                                  # SMTP client
+    "zip /usr/bin/zip"
+    "unzip /usr/bin/unzip"
+    "p7zip-full /usr/bin/7z"
+    "tar /bin/tar"
+    "gzip /bin/gzip"
+    "bzip2 /bin/bzip2"
+    "xz-utils /usr/bin/xz"
+    "python3-minimal /usr/bin/python3"
+    "python3" # the standard library (email, smtplib) beside the interpreter
+    "gcc /usr/bin/gcc"
+    "libc6-dev" # cargo links with cc; zstd-sys compiles C
+    "ca-certificates"
+    "prometheus /usr/bin/promtool" # checks /metrics output and the alert rules
+    "procps /bin/ps /usr/bin/pgrep /usr/bin/pkill"
+    "iproute2 /bin/ss"                                # who holds a port, in error messages
+    "coreutils /usr/bin/timeout /usr/bin/nproc"
+    "util-linux /usr/bin/setpriv /sbin/runuser"     # drop privileges (tests, demo)
+    "systemd /usr/bin/systemd-analyze"                # checks the shipped unit
+    "dpkg /usr/bin/dpkg-deb"                          # the .deb's contents
+    "adduser /usr/sbin/adduser"                       # the .deb's maintainer scripts
+    "init-system-helpers /usr/sbin/update-rc.d"
 )
-# Binaries the tests call; checked after installing so a broken test bed fails here.
-BINARIES=(
-    /usr/sbin/postconf /usr/sbin/postmap /usr/sbin/smtp-sink
-    /usr/sbin/clamd /usr/bin/clamdscan /usr/bin/sigtool /usr/sbin/clamav-milter
-    /usr/bin/miltertest /usr/bin/swaks /usr/bin/zip /usr/bin/unzip /usr/bin/7z
-    /usr/bin/tar /usr/bin/gzip /usr/bin/bzip2 /usr/bin/xz /usr/bin/python3
-    /usr/bin/promtool
-    /usr/share/clamav-testfiles/clam.exe
+BENCH_PACKAGES_AND_FILES=(
+    "rspamd /usr/bin/rspamd" # the peer spam filter
+    "linux-perf"             # bench/milter-alone.sh PROFILE=perf (/usr/bin/perf is a dpkg diversion)
+    "valgrind /usr/bin/valgrind /usr/bin/callgrind_annotate" # bench/milter-alone.sh PROFILE=callgrind
+    "curl /usr/bin/curl"     # reads /metrics during the soak
 )
 # System services shipped by the packages above.
 SERVICES=(clamav-freshclam clamav-daemon clamav-milter postfix prometheus)
+if ((bench)); then
+    PACKAGES_AND_FILES+=("${BENCH_PACKAGES_AND_FILES[@]}")
+    SERVICES+=(rspamd)
+fi
+
+PACKAGES=()
+FILES=()  # "package path" pairs
+for row in "${PACKAGES_AND_FILES[@]}"; do
+    read -r -a words <<<"$row"
+    PACKAGES+=("${words[0]}")
+    for path in "${words[@]:1}"; do
+        FILES+=("${words[0]} $path")
+    done
+done
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
 
@@ -121,12 +171,46 @@ for svc in "${SERVICES[@]}"; do
     quiesce_service "$svc"
 done
 
+# The other spelling of a path under Debian 12's merged /usr (/bin = /usr/bin).
+merged_alias() {
+    case $1 in
+    /usr/bin/* | /usr/sbin/* | /usr/lib/*) printf '%s\n' "${1#/usr}" ;;
+    /bin/* | /sbin/* | /lib/*) printf '/usr%s\n' "$1" ;;
+    *) printf '%s\n' "$1" ;;
+    esac
+}
+
+# Which package owns each listed file, in one dpkg call: "path package" lines.
+file_owners() {
+    local pair paths=()
+    for pair in "${FILES[@]}"; do
+        paths+=("${pair#* }" "$(merged_alias "${pair#* }")")
+    done
+    # dpkg-query exits 1 when some spelling is unknown, and prints the rest.
+    dpkg-query -S "${paths[@]}" 2>/dev/null | grep -v '^diversion by ' |
+        sed -n 's/^\([^:]*\): \(.*\)$/\2 \1/p' || true
+}
+
 bad=0
-for b in "${BINARIES[@]}"; do
-    if [[ ! -e $b ]]; then
-        log "MISSING after install: $b"
+declare -A OWNER=()
+while read -r path owner; do
+    OWNER[$path]=$owner
+done < <(file_owners)
+for pair in "${FILES[@]}"; do
+    package=${pair%% *} path=${pair#* }
+    if [[ ! -e $path ]]; then
+        log "MISSING after install: $path (package $package)"
         bad=1
+        continue
     fi
+    owner=${OWNER[$path]:-${OWNER[$(merged_alias "$path")]:-}}
+    # Shared files are listed as "pkg1, pkg2: path".
+    if [[ ", $owner, " != *", $package, "* ]]; then
+        log "WRONG PACKAGE: $path is shipped by '${owner:-no package}', not by '$package'; list the package that ships it"
+        bad=1
+        continue
+    fi
+    log "$package provides $path"
 done
 if ((bad)); then
     exit 1
