@@ -2,9 +2,12 @@
 //! regulation of Bac Giang province.
 //!
 //! The flow of one message: [`milter`] speaks the protocol and assembles a
-//! [`message::Message`]; [`inspect`] and [`scan`] turn it into facts; the rules in
-//! [`rules`] turn facts and the [`policy`] into a [`verdict::Verdict`]; [`pipeline`]
-//! runs that chain, the same way for the daemon and for the offline `scan` command.
+//! [`message::Message`]; [`inspect`] and [`scan`] turn it into facts; the
+//! detectors in [`rules`] report violations of a [`rule::Rule`]; the [`policy`]'s
+//! judge turns each into a finding, folded into one [`verdict::Verdict`].
+//! [`pipeline`] runs that chain, the same way for the daemon and for the offline
+//! `scan` command, and returns the verdict with its facts; the daemon ([`server`])
+//! then writes the log line and the metrics.
 
 pub mod heap;
 pub mod inspect;
@@ -14,6 +17,7 @@ pub mod milter;
 pub mod offline;
 pub mod pipeline;
 pub mod policy;
+pub mod rule;
 pub mod rules;
 pub mod scan;
 pub mod server;

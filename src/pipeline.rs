@@ -3,11 +3,14 @@
 //! command both call [`decide`], so what an admin tests offline is what the daemon
 //! does.
 //!
+//! The decision is pure: it returns the verdict and the [`Facts`] that led to it
+//! (what was inspected, the forwarding signals), and writes
+//! neither logs nor metrics. The daemon reports both afterwards, in one step
+//! (src/server/report.rs); `scan` prints the verdict and touches no metric.
+//!
 //! Order matters for cost, not for the outcome: when the cheap rules already
 //! refuse the message, clamd is not asked (the verdict could only get more severe
 //! in wording, not in action).
-
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -15,21 +18,33 @@ use tokio::runtime::RuntimeFlavor;
 
 use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature};
 use crate::message::Message;
-use crate::metrics::metrics;
 use crate::policy::Policy;
+use crate::rule::Violation;
 use crate::rules;
 use crate::rules::forwarding::ForwardingFinding;
 use crate::scan::{ScanMode, ScanOutcome, Scanner};
-use crate::verdict::{Action, Finding, Verdict, Violation};
+use crate::verdict::{Action, Finding, Verdict};
 
 /// Facts about the message worth reporting beside the verdict (logs, metrics).
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    pub size: u64,
-    pub elapsed_ms: u64,
+    /// Each attachment and archive entry inspected.
+    pub files: Vec<FileFact>,
+    /// A signed message (S/MIME, OpenPGP): Điều 4 khoản 8 adoption.
+    pub signed: Option<Signature>,
+    /// What the forwarding rule saw, when it fired.
     pub forwarding: Option<ForwardingFinding>,
-    /// The clamd outcome, when clamd was asked.
-    pub scan: Option<String>,
+}
+
+/// One inspected file, in bounded labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFact {
+    /// The detected type (`executable_pe`, `archive_zip`, `document`, ...).
+    pub kind: &'static str,
+    /// Found inside an archive, not attached directly.
+    pub in_archive: bool,
+    /// The archive format, when the file is an encrypted archive.
+    pub encrypted: Option<&'static str>,
 }
 
 /// A verdict with the facts that led to it.
@@ -63,6 +78,11 @@ pub fn at_body_chunk(msg: &Message, chunk_len: usize, policy: &Policy) -> Option
     decisive(judge(&[v], msg, policy))
 }
 
+/// The verdict on a message whose next body chunk found the memory budget full.
+pub fn over_budget(msg: &Message, policy: &Policy, used: u64, limit: u64) -> Verdict {
+    judge(&[rules::budget::over_budget(used, limit)], msg, policy)
+}
+
 /// An early verdict ends the message only if it refuses or defers it; a tag or
 /// exception lets the message go on to the full decision.
 fn decisive(verdict: Verdict) -> Option<Verdict> {
@@ -80,32 +100,21 @@ fn inspect(msg: &Message, policy: &Policy) -> Inspection {
     }
 }
 
-/// Counts what inspection saw: file types, archive entries, encrypted archives,
-/// signed mail.
-fn count_inspection(inspection: &Inspection) {
-    let m = metrics();
-    for file in &inspection.files {
-        m.attachments
-            .with_label_values(&[file_type_label(&file.kind)])
-            .inc();
-        if file.path.len() > 1 {
-            m.archive_entries.inc();
-        }
-        if file.encrypted {
-            let format = match &file.kind {
+/// What inspection saw, in bounded labels: file types, archive entries,
+/// encrypted archives.
+fn file_facts(inspection: &Inspection) -> Vec<FileFact> {
+    inspection
+        .files
+        .iter()
+        .map(|file| FileFact {
+            kind: file_type_label(&file.kind),
+            in_archive: file.path.len() > 1,
+            encrypted: file.encrypted.then(|| match &file.kind {
                 FileKind::Archive(kind) => archive_label(*kind),
                 _ => "other",
-            };
-            m.encrypted_archives.with_label_values(&[format]).inc();
-        }
-    }
-    if let Some(signed) = inspection.signed {
-        let kind = match signed {
-            Signature::Smime => "smime",
-            Signature::OpenPgp => "openpgp",
-        };
-        m.signed_messages.with_label_values(&[kind]).inc();
-    }
+            }),
+        })
+        .collect()
 }
 
 fn archive_label(kind: ArchiveKind) -> &'static str {
@@ -159,11 +168,6 @@ fn file_type_label(kind: &FileKind) -> &'static str {
 /// scanning is off — or when it could not be set up, in which case the
 /// `on_failure` action applies as for any clamd failure.
 pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -> Decision {
-    let started = Instant::now();
-    let mut facts = Facts {
-        size: msg.raw.len() as u64,
-        ..Facts::default()
-    };
     let mut violations = Vec::new();
     violations.extend(rules::size::check_streamed(msg, 0, policy));
     let forwarding = rules::forwarding::detect(msg, policy);
@@ -172,7 +176,6 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
     }
     let inspection = inspect(msg, policy);
     violations.extend(rules::attachments::evaluate(&inspection, policy));
-    count_inspection(&inspection);
     let mut found = findings(&violations, msg, policy);
     let refused = found.iter().any(|f| {
         matches!(
@@ -194,10 +197,11 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
                 unscanned: Vec::new(),
             },
         };
-        let (virus, failure) = rules::virus::evaluate(&result, policy);
-        found.extend(findings(&virus, msg, policy));
-        found.extend(failure);
-        facts.scan = Some(result.as_str().to_owned());
+        found.extend(findings(
+            &rules::virus::evaluate(&result, policy),
+            msg,
+            policy,
+        ));
         outcome = Some(result);
     }
 
@@ -210,24 +214,10 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
         headers.append(&mut verdict.headers);
         verdict.headers = headers;
     }
-    if let Some(f) = &forwarding
-        && verdict
-            .reasons
-            .iter()
-            .any(|r| r.rule == rules::forwarding::RULE)
-    {
-        for signal in &f.signals {
-            metrics()
-                .forwarding_blocks
-                .with_label_values(&[
-                    f.direction.as_str(),
-                    signal,
-                    if f.public { "yes" } else { "no" },
-                ])
-                .inc();
-        }
-    }
-    facts.forwarding = forwarding;
-    facts.elapsed_ms = started.elapsed().as_millis() as u64;
+    let facts = Facts {
+        files: file_facts(&inspection),
+        signed: inspection.signed,
+        forwarding,
+    };
     Decision { verdict, facts }
 }

@@ -1,6 +1,7 @@
 //! What the filter decided about one message, independent of the milter protocol.
 //!
-//! Rules produce [`Finding`]s; the pipeline folds them into one [`Verdict`] with an
+//! The policy's judge turns each rule's violation into a [`Finding`]; the pipeline
+//! folds them into one [`Verdict`] with an
 //! [`Action`], the SMTP reply the sender sees, header edits, and the reasons that
 //! the log line, the metrics and `scan --json` report.
 
@@ -33,6 +34,10 @@ impl Action {
         }
     }
 }
+
+/// The reply text of every passing fault (clamd down, memory budget full, ...).
+pub const TEMPFAIL_TEXT: &str =
+    "Tam thoi khong kiem tra duoc thu, vui long gui lai sau / temporary failure, try again later";
 
 /// An SMTP reply: code, enhanced status code, one or more text lines (ASCII).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,11 +152,7 @@ impl Verdict {
         let detail = detail.into();
         Verdict {
             action: Action::Tempfail,
-            reply: Some(SmtpReply::new(
-                451,
-                "4.7.1",
-                "Tam thoi khong kiem tra duoc thu, vui long gui lai sau / temporary failure, try again later",
-            )),
+            reply: Some(SmtpReply::new(451, "4.7.1", TEMPFAIL_TEXT)),
             headers: Vec::new(),
             reasons: vec![Reason {
                 rule: rule.to_owned(),
@@ -240,45 +241,5 @@ mod tests {
             lines: vec!["one".into(), "hai: Điều".into()],
         };
         assert_eq!(r.render(), "550-5.7.1 one\r\n550 5.7.1 hai: ?i?u");
-    }
-}
-
-/// A rule's raw finding before the policy decides what to do with it: which rule,
-/// which article, what was found. The policy (see `policy::Policy::judge`) turns a
-/// violation into a [`Finding`] using the rule's configured action, exceptions,
-/// reply template and the global mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Stable rule name, as used in the policy file, logs and metrics
-    /// (`executable`, `encrypted_archive`, `forwarding`, `virus`, ...).
-    pub rule: &'static str,
-    /// Article of the regulation, with diacritics (`Điều 4 khoản 7`).
-    pub article: &'static str,
-    /// Human description for logs (`"hoso.exe" in "a.zip": PE executable`).
-    pub detail: String,
-    /// Values for the reply template: `file`, `signature`, `limit`, `signal`, ...
-    pub vars: Vec<(&'static str, String)>,
-}
-
-impl Violation {
-    pub fn new(rule: &'static str, article: &'static str, detail: impl Into<String>) -> Self {
-        Violation {
-            rule,
-            article,
-            detail: detail.into(),
-            vars: Vec::new(),
-        }
-    }
-
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.vars.push((name, value.into()));
-        self
-    }
-
-    pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
     }
 }

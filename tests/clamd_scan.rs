@@ -13,10 +13,24 @@ use bytes::Bytes;
 use congvu_milter::inspect::ScanPart;
 use congvu_milter::message::Message;
 use congvu_milter::policy::{ByteSize, LoadedPolicy, Policy, Seconds};
-use congvu_milter::rules::virus::{self, RULE_SIZE_LIMIT, RULE_UNAVAILABLE};
+use congvu_milter::rule::Violation;
+use congvu_milter::rules::virus::{self, CLAMAV_SIZE_LIMIT, CLAMAV_UNAVAILABLE};
 use congvu_milter::scan::{ClamavPolicy, OnFailure, ScanMode, ScanOutcome, ScanProblem, Scanner};
-use congvu_milter::verdict::{Action, HeaderEdit};
+use congvu_milter::verdict::{Action, Finding, HeaderEdit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The scan outcome as the daemon judges it: the virus violations, and the
+/// judged clamd failure (`clamav_unavailable`, `clamav_size_limit`) when some part
+/// went unscanned.
+fn judged(outcome: &ScanOutcome, policy: &Policy) -> (Vec<Violation>, Option<Finding>) {
+    let (failures, viruses): (Vec<_>, Vec<_>) = virus::evaluate(outcome, policy)
+        .into_iter()
+        .partition(|v| v.rule.internal());
+    let failure = failures
+        .first()
+        .and_then(|v| policy.judge(v, &Message::default()));
+    (viruses, failure)
+}
 
 const TESTFILES: &str = "/usr/share/clamav-testfiles";
 
@@ -358,7 +372,7 @@ async fn eicar_txt_attachment_is_infected_and_rejected_with_its_signature() {
     assert!(outcome.fully_scanned());
 
     let policy = policy_with(&cfg);
-    let (violations, failure) = virus::evaluate(&outcome, &policy);
+    let (violations, failure) = judged(&outcome, &policy);
     assert!(failure.is_none());
     let finding = policy
         .judge(&violations[0], &Message::default())
@@ -423,7 +437,7 @@ async fn clean_parts_are_clean_and_get_the_clean_status() {
     let outcome = scanner.scan_parts(&parts).await;
     assert_eq!(outcome, ScanOutcome::Clean { parts_scanned: 4 });
     let policy = policy_with(&cfg);
-    assert_eq!(virus::evaluate(&outcome, &policy), (vec![], None));
+    assert_eq!(judged(&outcome, &policy), (vec![], None));
     let edits = virus::virus_headers(&Message::default(), &outcome, &policy);
     assert_eq!(
         edits,
@@ -464,11 +478,11 @@ async fn stopped_clamd_gives_tempfail_and_unscanned_status() {
     assert!(matches!(unscanned[0].problem, ScanProblem::NoAnswer(_)));
 
     let policy = policy_with(&cfg);
-    let (violations, failure) = virus::evaluate(&outcome, &policy);
+    let (violations, failure) = judged(&outcome, &policy);
     assert!(violations.is_empty());
     let failure = failure.expect("a failure decision");
     assert_eq!(failure.action, Action::Tempfail);
-    assert_eq!(failure.reason.rule, RULE_UNAVAILABLE);
+    assert_eq!(failure.reason.rule, CLAMAV_UNAVAILABLE.name);
     let reply = failure.reply.unwrap();
     assert_eq!((reply.code, reply.enhanced.as_str()), (451, "4.7.1"));
 
@@ -505,7 +519,7 @@ async fn clamd_that_never_answers_times_out_quickly() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(outcome.as_str(), "failed", "{outcome:?}");
-    let (_, failure) = virus::evaluate(&outcome, &policy_with(&cfg));
+    let (_, failure) = judged(&outcome, &policy_with(&cfg));
     assert_eq!(failure.unwrap().action, Action::Tempfail);
     let h = &scanner.health()[0];
     assert!(!h.healthy);
@@ -555,7 +569,7 @@ async fn stopped_process_clamd_accepts_but_never_answers_and_times_out() {
         health.iter().all(|h| !h.healthy && h.timeouts == 1),
         "{health:?}"
     );
-    let (_, failure) = virus::evaluate(&outcome, &policy_with(&cfg));
+    let (_, failure) = judged(&outcome, &policy_with(&cfg));
     assert_eq!(failure.unwrap().action, Action::Tempfail);
     // Running again, it answers PING and both endpoints return.
     scanner.probe_now().await;
@@ -708,11 +722,11 @@ async fn clamd_size_limit_error_gets_the_configured_action() {
                 ..config(std::slice::from_ref(&endpoint))
             };
             let policy = policy_with(&cfg);
-            let (violations, failure) = virus::evaluate(&outcome, &policy);
+            let (violations, failure) = judged(&outcome, &policy);
             assert!(violations.is_empty());
             let failure = failure.unwrap();
             assert_eq!(failure.action, action);
-            assert_eq!(failure.reason.rule, RULE_SIZE_LIMIT);
+            assert_eq!(failure.reason.rule, CLAMAV_SIZE_LIMIT.name);
             assert_eq!(failure.reply.map(|r| r.code), code);
             let edits = virus::virus_headers(&Message::default(), &outcome, &policy);
             assert_eq!(status_header(&edits), "Unscanned");
@@ -830,7 +844,7 @@ async fn message_mode_sends_the_raw_message() {
         )))
         .await;
     assert_eq!(outcome.as_str(), "size_limit", "{outcome:?}");
-    let failure = virus::evaluate(&outcome, &policy_with(&small)).1.unwrap();
+    let failure = judged(&outcome, &policy_with(&small)).1.unwrap();
     assert_eq!(failure.action, Action::Reject);
 }
 

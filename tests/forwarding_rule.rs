@@ -127,8 +127,8 @@ fn check(c: &Case, scope: &str, expected: &str) -> Result<(), String> {
                     f.peer_domain, f.public, c.peer, c.public
                 ));
             }
-            assert_eq!(v.rule, "forwarding");
-            assert_eq!(v.article, "Điều 4 khoản 4");
+            assert_eq!(v.rule.name, "forwarding");
+            assert_eq!(v.rule.article, "Điều 4 khoản 4");
             assert_eq!(v.var("signal"), Some(c.signals.join(",").as_str()));
             assert_eq!(v.var("direction"), Some(dir));
             let prep = if dir == "outbound" { "to" } else { "from" };

@@ -44,7 +44,7 @@ fn violations(raw: &[u8]) -> Vec<(String, String)> {
         .into_iter()
         .map(|v| {
             (
-                v.rule.to_owned(),
+                v.rule.name.to_owned(),
                 v.var("file").unwrap_or_default().to_owned(),
             )
         })
@@ -169,7 +169,7 @@ fn executable_by_content_under_a_pdf_name() {
         &Policy::default(),
     );
     assert_eq!(v[0].detail, "\"hoso.pdf\": PE executable");
-    assert_eq!(v[0].article, "Điều 4 khoản 7");
+    assert_eq!(v[0].rule.article, "Điều 4 khoản 7");
 }
 
 #[test]
@@ -278,8 +278,8 @@ fn attachments_over_15_mib_fail() {
     assert_eq!(i.attachments_size, 16 * MIB as u64);
     let v = evaluate(&i, &Policy::default());
     assert_eq!(v.len(), 1);
-    assert_eq!(v[0].rule, "attachment_size");
-    assert_eq!(v[0].article, "Điều 10");
+    assert_eq!(v[0].rule.name, "attachment_size");
+    assert_eq!(v[0].rule.article, "Điều 10");
     assert_eq!(v[0].var("size"), Some("16 MiB"));
     assert_eq!(v[0].var("limit"), Some("15 MiB"));
 }
@@ -333,7 +333,7 @@ fn ten_thousand_parts_hit_the_limit() {
     assert_eq!(i.problems, ["more than 10000 MIME parts"]);
     let v = evaluate(&i, &Policy::default());
     assert_eq!(v.len(), 1);
-    assert_eq!(v[0].rule, "uninspectable");
+    assert_eq!(v[0].rule.name, "uninspectable");
     assert_eq!(v[0].var("limit"), Some("more than 10000 MIME parts"));
 }
 
@@ -427,7 +427,7 @@ fn one_megabyte_header_line() {
     let i = quick(&raw);
     assert_eq!(i.files.len(), 1);
     let v = evaluate(&i, &Policy::default());
-    assert_eq!(v[0].rule, "executable");
+    assert_eq!(v[0].rule.name, "executable");
 }
 
 #[test]

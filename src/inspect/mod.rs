@@ -103,6 +103,15 @@ pub enum Signature {
     OpenPgp,
 }
 
+impl Signature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signature::Smime => "smime",
+            Signature::OpenPgp => "openpgp",
+        }
+    }
+}
+
 /// Everything the MIME walk found in one message.
 #[derive(Debug, Clone, Default)]
 pub struct Inspection {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{Policy, rules::rule_spec};
+use super::Policy;
+use crate::rules::{configurable_rule, configurable_rules};
 
 /// How serious a problem in the policy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,8 +459,8 @@ impl Policy {
         }
         for (name, settings) in &self.rules {
             let key = format!("rules.{name}");
-            if rule_spec(name).is_none() {
-                let known: Vec<_> = super::RULES.iter().map(|r| r.name).collect();
+            if configurable_rule(name).is_none() {
+                let known: Vec<_> = configurable_rules().map(|r| r.name).collect();
                 problems.push(Problem::error(
                     key,
                     format!("unknown rule; the rules are {}", known.join(", ")),

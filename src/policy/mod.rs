@@ -1,12 +1,13 @@
 //! The policy file: its TOML schema, loading with errors that name file, line and
-//! key, and the mapping from a rule's [`Violation`] to the action the admins chose.
+//! key, and the judge ([`judge`]) that maps a rule's violation to the action the
+//! admins chose.
 //!
 //! Each rule's own settings live beside the rule ([`AttachmentPolicy`],
 //! [`ClamavPolicy`], [`ForwardingPolicy`]); this module holds the sections every
 //! rule shares (`[milter]`, `[domains]`, `[limits]`, `[rules.NAME]`, ...).
 
+pub mod judge;
 pub mod load;
-pub mod rules;
 pub mod units;
 
 use serde::Deserialize;
@@ -14,8 +15,8 @@ use serde::Deserialize;
 pub use crate::rules::attachments::AttachmentPolicy;
 pub use crate::rules::forwarding::ForwardingPolicy;
 pub use crate::scan::ClamavPolicy;
+pub use judge::RuleSettings;
 pub use load::{ConfigError, LoadedPolicy, Problem};
-pub use rules::{RULES, RuleSettings, RuleSpec};
 pub use units::{ByteSize, Seconds};
 
 /// Enforce the policy, or only log and tag what would have been refused.
@@ -55,7 +56,7 @@ pub struct Policy {
     pub headers: HeadersSection,
     /// Per-rule action, exceptions and reply text, by rule name.
     #[serde(default)]
-    pub rules: rules::RulesSection,
+    pub rules: judge::RulesSection,
 }
 
 /// `[milter]`: the sockets Postfix connects to and the session limits.

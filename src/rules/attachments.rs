@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::inspect::names::{bidi_control, display_name, final_extension};
 use crate::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind, Inspection};
 use crate::policy::{ByteSize, Policy, Problem};
-use crate::verdict::Violation;
+use crate::rule::{Control, Rule, RuleAction, Violation};
 
 /// Executable types by extension: `exe` and `com` (named in Điều 4 khoản 7) and
 /// the other Windows program and script types.
@@ -22,8 +22,55 @@ pub const DEFAULT_EXECUTABLE_EXTENSIONS: &[&str] = &[
 /// the log; any one of them already decides the message.
 pub const MAX_VIOLATIONS: usize = 20;
 
-const ARTICLE_FILES: &str = "Điều 4 khoản 7";
-const ARTICLE_SIZE: &str = "Điều 10";
+pub const EXECUTABLE: Rule = Rule {
+    name: "executable",
+    article: "Điều 4 khoản 7",
+    default_action: RuleAction::Reject,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Tep dinh kem \"{file}\" la tep thuc thi, bi cam (Quy che, Dieu 4 khoan 7) / executable attachment not allowed",
+    control: Control::RulesTable,
+};
+
+pub const DECEPTIVE_NAME: Rule = Rule {
+    name: "deceptive_name",
+    article: "Điều 4 khoản 7",
+    default_action: RuleAction::Reject,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Ten tep \"{file}\" chua ky tu dao chieu gay nham lan, bi cam (Quy che, Dieu 4 khoan 7) / deceptive file name not allowed",
+    control: Control::RulesTable,
+};
+
+pub const ENCRYPTED_ARCHIVE: Rule = Rule {
+    name: "encrypted_archive",
+    article: "Điều 4 khoản 7",
+    default_action: RuleAction::Reject,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Tep nen \"{file}\" co mat khau, bi han che (Quy che, Dieu 4 khoan 7) / password-protected archive not allowed",
+    control: Control::RulesTable,
+};
+
+pub const UNINSPECTABLE: Rule = Rule {
+    name: "uninspectable",
+    article: "Điều 4 khoản 7",
+    default_action: RuleAction::Reject,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Tep dinh kem \"{file}\" khong the kiem tra: {limit} (Quy che, Dieu 4 khoan 7) / attachment cannot be inspected",
+    control: Control::RulesTable,
+};
+
+pub const ATTACHMENT_SIZE: Rule = Rule {
+    name: "attachment_size",
+    article: "Điều 10",
+    default_action: RuleAction::Reject,
+    code: 552,
+    enhanced: "5.3.4",
+    reply: "Tong dung luong tep dinh kem {size} vuot qua {limit} (Quy che, Dieu 10) / attachments total {size}, the limit is {limit}",
+    control: Control::RulesTable,
+};
 
 /// `[attachments]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -162,9 +209,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             if f.path.last().map(String::as_str) != Some(name) {
                 detail.push_str(&format!(" (name \"{}\")", display_name(name, 80)));
             }
-            push(
-                Violation::new("deceptive_name", ARTICLE_FILES, detail).with("file", file.clone()),
-            );
+            push(Violation::new(&DECEPTIVE_NAME, detail).with("file", file.clone()));
         }
 
         let by_name = names.iter().find_map(|n| rules.executable_extension(n));
@@ -180,8 +225,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
                 (None, None) => unreachable!(),
             };
             push(
-                Violation::new("executable", ARTICLE_FILES, format!("{where_}: {what}"))
-                    .with("file", file.clone()),
+                Violation::new(&EXECUTABLE, format!("{where_}: {what}")).with("file", file.clone()),
             );
         }
 
@@ -193,8 +237,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             encrypted_reported.push(f.path.clone());
             push(
                 Violation::new(
-                    "encrypted_archive",
-                    ARTICLE_FILES,
+                    &ENCRYPTED_ARCHIVE,
                     format!("{where_}: {} with encrypted contents", kind_name(&f.kind)),
                 )
                 .with("file", file.clone()),
@@ -217,8 +260,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             uninspectable_reported.push(f.path.clone());
             push(
                 Violation::new(
-                    "uninspectable",
-                    ARTICLE_FILES,
+                    &UNINSPECTABLE,
                     format!("{where_}: cannot be inspected: {reason}"),
                 )
                 .with("file", file.clone())
@@ -244,7 +286,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             "attachments total {size} ({} bytes), over the limit of {limit_text}",
             total.bytes()
         );
-        let mut v = Violation::new("attachment_size", ARTICLE_SIZE, String::new());
+        let mut v = Violation::new(&ATTACHMENT_SIZE, String::new());
         if let Some(big) = largest {
             detail.push_str(&format!(
                 "; largest {} ({})",
@@ -259,8 +301,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
     for problem in &inspection.problems {
         message_level.push(
             Violation::new(
-                "uninspectable",
-                ARTICLE_FILES,
+                &UNINSPECTABLE,
                 format!("message cannot be inspected completely: {problem}"),
             )
             .with("file", "(message)")
@@ -405,8 +446,8 @@ mod tests {
             facts(&["a.pdf"], FileKind::Executable(ExecKind::Elf)),
         ]);
         assert_eq!(v.len(), 2);
-        assert_eq!(v[0].rule, "executable");
-        assert_eq!(v[0].article, "Điều 4 khoản 7");
+        assert_eq!(v[0].rule.name, "executable");
+        assert_eq!(v[0].rule.article, "Điều 4 khoản 7");
         assert_eq!(v[0].var("file"), Some("ho so.zip > setup.exe"));
         assert_eq!(
             v[0].detail,
@@ -441,7 +482,7 @@ mod tests {
                 FileKind::Archive(ArchiveKind::Unsupported("cab")),
             ),
         ]);
-        let rules: Vec<&str> = v.iter().map(|v| v.rule).collect();
+        let rules: Vec<&str> = v.iter().map(|v| v.rule.name).collect();
         assert_eq!(
             rules,
             [
@@ -481,12 +522,12 @@ mod tests {
             ..Default::default()
         };
         let v = evaluate(&inspection, &Policy::default());
-        assert_eq!(v[0].rule, "attachment_size");
-        assert_eq!(v[0].article, "Điều 10");
+        assert_eq!(v[0].rule.name, "attachment_size");
+        assert_eq!(v[0].rule.article, "Điều 10");
         assert_eq!(v[0].var("size"), Some("16 MiB"));
         assert_eq!(v[0].var("limit"), Some("15 MiB"));
         assert_eq!(v[0].var("file"), Some("big.bin"));
-        assert_eq!(v[1].rule, "uninspectable");
+        assert_eq!(v[1].rule.name, "uninspectable");
         assert_eq!(v[1].var("limit"), Some("more than 10000 MIME parts"));
         // Just over: the size is told apart from the limit.
         let inspection = Inspection {

@@ -4,15 +4,21 @@
 
 use crate::message::Message;
 use crate::policy::{ByteSize, Policy};
-use crate::verdict::Violation;
+use crate::rule::{Control, Rule, RuleAction, Violation};
 
-pub const RULE: &str = "message_size";
-pub const ARTICLE: &str = "Điều 10";
+pub const MESSAGE_SIZE: Rule = Rule {
+    name: "message_size",
+    article: "Điều 10",
+    default_action: RuleAction::Reject,
+    code: 552,
+    enhanced: "5.3.4",
+    reply: "Thu vuot qua kich thuoc toi da {limit} (Quy che, Dieu 10) / message exceeds the size limit of {limit}",
+    control: Control::RulesTable,
+};
 
 fn violation(what: &str, size: u64, limit: ByteSize) -> Violation {
     Violation::new(
-        RULE,
-        ARTICLE,
+        &MESSAGE_SIZE,
         format!(
             "{what} {} bytes, over the limit of {} bytes",
             size,
@@ -63,6 +69,6 @@ mod tests {
         let stored = msg.raw.len();
         assert!(check_streamed(&msg, 10, &policy(stored as u64 + 10)).is_none());
         let v = check_streamed(&msg, 11, &policy(stored as u64 + 10)).unwrap();
-        assert_eq!(v.rule, RULE);
+        assert_eq!(v.rule, &MESSAGE_SIZE);
     }
 }

@@ -3,31 +3,61 @@
 //! `X-Virus-Scanned` / `X-Virus-Status` headers that the sender cannot forge.
 
 use crate::message::Message;
-use crate::policy::rules::ascii_only;
-use crate::policy::{Mode, Policy};
-use crate::scan::{OnFailure, ScanOutcome};
-use crate::verdict::{Action, Finding, HeaderEdit, Reason, SmtpReply, Verdict, Violation};
+use crate::policy::Policy;
+use crate::policy::judge::ascii_only;
+use crate::rule::{Control, Rule, RuleAction, Violation};
+use crate::scan::ScanOutcome;
+use crate::verdict::HeaderEdit;
 
-/// Rule name of a message no clamd could answer for (down, timeout, ERROR).
-pub const RULE_UNAVAILABLE: &str = "clamav_unavailable";
-/// Rule name of a message (or part) over clamd's size limit.
-pub const RULE_SIZE_LIMIT: &str = "clamav_size_limit";
+pub const VIRUS: Rule = Rule {
+    name: "virus",
+    article: "Điều 4 khoản 6",
+    default_action: RuleAction::Reject,
+    code: 554,
+    enhanced: "5.7.1",
+    reply: "Thu chua virus {signature} (Quy che, Dieu 4 khoan 6) / virus found: {signature}",
+    control: Control::RulesTable,
+};
 
-/// Turns a scan outcome into the `virus` violation (for `Policy::judge`) and, when
-/// some part could not be scanned, the failure decision of `[clamav] on_failure`:
+/// No clamd could answer for some part (down, timeout, ERROR). Its action is
+/// `[clamav] on_failure`.
+pub const CLAMAV_UNAVAILABLE: Rule = Rule {
+    name: "clamav_unavailable",
+    article: "Điều 18 khoản 2",
+    default_action: RuleAction::Tempfail,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Khong kiem tra virus duoc, thu bi tu choi (Quy che, Dieu 4 khoan 6) / message could not be scanned for viruses",
+    control: Control::ClamavOnFailure,
+};
+
+/// Some part (or the message) is over clamd's size limit. Its action is
+/// `[clamav] on_failure`.
+pub const CLAMAV_SIZE_LIMIT: Rule = Rule {
+    name: "clamav_size_limit",
+    article: "Điều 4 khoản 6",
+    default_action: RuleAction::Tempfail,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Thu qua lon de kiem tra virus (Quy che, Dieu 4 khoan 6) / message too large to be scanned for viruses",
+    control: Control::ClamavOnFailure,
+};
+
+/// Turns a scan outcome into violations: `virus` for what clamd found, and
+/// `clamav_unavailable` or `clamav_size_limit` when some part could not be
+/// scanned, which the judge answers with `[clamav] on_failure`:
 /// - `tempfail`: 451 4.7.1, the sender retries;
 /// - `reject`: 550 5.7.1 "could not be scanned";
-/// - `accept`: an `Accept` finding that records why (the message is delivered
-///   with `X-Virus-Status: Unscanned`, see [`virus_headers`]).
+/// - `accept`: delivered, the reason recorded (the message carries
+///   `X-Virus-Status: Unscanned`, see [`virus_headers`]).
 ///
 /// A virus and unscanned parts can come together: both are returned and the
 /// most severe wins when the findings are folded, so a virus rule set to `tag`
 /// still cannot let an unscanned part through under `on_failure = "tempfail"`.
-/// In monitor mode the failure decision is an `Accept` with the tag header, like
-/// every other rule's finding. Nothing when scanning is disabled.
-pub fn evaluate(outcome: &ScanOutcome, policy: &Policy) -> (Vec<Violation>, Option<Finding>) {
+/// Nothing when scanning is disabled.
+pub fn evaluate(outcome: &ScanOutcome, policy: &Policy) -> Vec<Violation> {
     if !policy.clamav.enabled {
-        return (Vec::new(), None);
+        return Vec::new();
     }
     let mut violations = Vec::new();
     if let ScanOutcome::Infected { findings, .. } = outcome
@@ -39,77 +69,29 @@ pub fn evaluate(outcome: &ScanOutcome, policy: &Policy) -> (Vec<Violation>, Opti
             .collect::<Vec<_>>()
             .join(", ");
         violations.push(
-            Violation::new("virus", "Điều 4 khoản 6", format!("virus found: {detail}"))
+            Violation::new(&VIRUS, format!("virus found: {detail}"))
                 .with("signature", first.signature.clone())
                 .with("file", first.label.clone()),
         );
     }
-    (violations, failure_decision(outcome, policy))
-}
-
-fn failure_decision(outcome: &ScanOutcome, policy: &Policy) -> Option<Finding> {
-    if outcome.fully_scanned() {
-        return None;
+    if !outcome.fully_scanned() {
+        let rule = match outcome {
+            ScanOutcome::SizeLimit { .. } => &CLAMAV_SIZE_LIMIT,
+            _ => &CLAMAV_UNAVAILABLE,
+        };
+        let what = outcome
+            .unscanned()
+            .iter()
+            .map(|u| format!("{:?}: {}", u.label, u.problem))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let on_failure = policy.clamav.on_failure.as_str();
+        violations.push(Violation::new(
+            rule,
+            format!("not scanned (on_failure = {on_failure}): {what}"),
+        ));
     }
-    let size_limit = matches!(outcome, ScanOutcome::SizeLimit { .. });
-    let (rule, article) = if size_limit {
-        (RULE_SIZE_LIMIT, "Điều 4 khoản 6")
-    } else {
-        (RULE_UNAVAILABLE, "Điều 18 khoản 2")
-    };
-    let what = outcome
-        .unscanned()
-        .iter()
-        .map(|u| format!("{:?}: {}", u.label, u.problem))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let on_failure = policy.clamav.on_failure;
-    let detail = format!("not scanned (on_failure = {}): {what}", on_failure.as_str());
-    let reason = Reason {
-        rule: rule.to_owned(),
-        article: article.to_owned(),
-        detail: detail.clone(),
-    };
-    if policy.mode == Mode::Monitor && on_failure != OnFailure::Accept {
-        return Some(Finding {
-            action: Action::Accept,
-            reason,
-            reply: None,
-            headers: vec![HeaderEdit::Add {
-                name: policy.headers.tag_header.clone(),
-                value: format!("{rule} ({})", ascii_only(&detail)),
-            }],
-        });
-    }
-    Some(match on_failure {
-        // Same reply as every passing fault.
-        OnFailure::Tempfail => Finding {
-            action: Action::Tempfail,
-            reply: Verdict::tempfail(rule, "").reply,
-            reason,
-            headers: Vec::new(),
-        },
-        OnFailure::Reject => Finding {
-            action: Action::Reject,
-            reply: Some(SmtpReply::new(
-                550,
-                "5.7.1",
-                if size_limit {
-                    "Thu qua lon de kiem tra virus (Quy che, Dieu 4 khoan 6) / message too large to be scanned for viruses"
-                } else {
-                    "Khong kiem tra virus duoc, thu bi tu choi (Quy che, Dieu 4 khoan 6) / message could not be scanned for viruses"
-                },
-            )),
-            reason,
-            headers: Vec::new(),
-        },
-        OnFailure::Accept => Finding {
-            action: Action::Accept,
-            reply: None,
-            reason,
-            headers: Vec::new(),
-        },
-    })
+    violations
 }
 
 /// Header edits for a delivered message: first every incoming `X-Virus-*` header
@@ -195,8 +177,24 @@ fn header_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::RuleSettings;
-    use crate::scan::{Detection, ScanProblem, Unscanned};
+    use crate::policy::{Mode, RuleSettings};
+    use crate::scan::{Detection, OnFailure, ScanProblem, Unscanned};
+    use crate::verdict::{Action, Finding};
+
+    /// The scan outcome as the judge answers it.
+    fn judged(outcome: &ScanOutcome, policy: &Policy) -> Vec<Finding> {
+        evaluate(outcome, policy)
+            .iter()
+            .filter_map(|v| policy.judge(v, &Message::default()))
+            .collect()
+    }
+
+    /// The finding of the clamd failure, when there is one.
+    fn failure(outcome: &ScanOutcome, policy: &Policy) -> Option<Finding> {
+        judged(outcome, policy)
+            .into_iter()
+            .find(|f| f.reason.rule != VIRUS.name)
+    }
 
     fn infected() -> ScanOutcome {
         ScanOutcome::Infected {
@@ -249,10 +247,9 @@ mod tests {
     #[test]
     fn virus_rejects_with_signature() {
         let p = Policy::default();
-        let (v, failure) = evaluate(&infected(), &p);
-        assert!(failure.is_none());
+        let v = evaluate(&infected(), &p);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].rule, "virus");
+        assert_eq!(v[0].rule, &VIRUS);
         assert_eq!(v[0].var("signature"), Some("Eicar-Test-Signature"));
         assert_eq!(v[0].var("file"), Some("a.txt"));
         assert!(v[0].detail.contains("clam.exe"), "{}", v[0].detail);
@@ -275,36 +272,32 @@ mod tests {
                 ..Default::default()
             },
         );
-        let (v, _) = evaluate(&infected(), &p);
+        let v = evaluate(&infected(), &p);
         let reply = p.judge(&v[0], &Message::default()).unwrap().reply.unwrap();
         assert!(!reply.render().contains("Eicar"), "{reply}");
     }
 
     #[test]
     fn failure_actions() {
-        let (v, f) = evaluate(&failed(), &Policy::default());
-        assert!(v.is_empty());
-        let f = f.unwrap();
+        let found = judged(&failed(), &Policy::default());
+        assert_eq!(found.len(), 1);
+        let f = found[0].clone();
         assert_eq!(f.action, Action::Tempfail);
-        assert_eq!(f.reason.rule, RULE_UNAVAILABLE);
+        assert_eq!(f.reason.rule, CLAMAV_UNAVAILABLE.name);
         let r = f.reply.unwrap();
         assert_eq!((r.code, r.enhanced.as_str()), (451, "4.7.1"));
 
-        let f = evaluate(&failed(), &with_on_failure(OnFailure::Reject))
-            .1
-            .unwrap();
+        let f = failure(&failed(), &with_on_failure(OnFailure::Reject)).unwrap();
         assert_eq!(f.action, Action::Reject);
         assert_eq!(f.reply.unwrap().code, 550);
 
-        let f = evaluate(&failed(), &with_on_failure(OnFailure::Accept))
-            .1
-            .unwrap();
+        let f = failure(&failed(), &with_on_failure(OnFailure::Accept)).unwrap();
         assert_eq!(f.action, Action::Accept);
         assert!(f.reply.is_none());
 
-        let f = evaluate(&size_limit(), &Policy::default()).1.unwrap();
+        let f = failure(&size_limit(), &Policy::default()).unwrap();
         assert_eq!(f.action, Action::Tempfail);
-        assert_eq!(f.reason.rule, RULE_SIZE_LIMIT);
+        assert_eq!(f.reason.rule, CLAMAV_SIZE_LIMIT.name);
         assert!(
             f.reason.detail.contains("StreamMaxLength"),
             "{}",
@@ -327,9 +320,13 @@ mod tests {
             parts_scanned,
             unscanned: failed().unscanned().to_vec(),
         };
-        let (v, f) = evaluate(&outcome, &Policy::default());
-        assert_eq!(v.len(), 1);
-        assert_eq!(f.unwrap().action, Action::Tempfail);
+        let found = judged(&outcome, &Policy::default());
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].action, Action::Reject);
+        assert_eq!(
+            failure(&outcome, &Policy::default()).unwrap().action,
+            Action::Tempfail
+        );
     }
 
     #[test]
@@ -338,7 +335,7 @@ mod tests {
             mode: Mode::Monitor,
             ..Default::default()
         };
-        let f = evaluate(&failed(), &p).1.unwrap();
+        let f = failure(&failed(), &p).unwrap();
         assert_eq!(f.action, Action::Accept);
         assert!(matches!(&f.headers[0], HeaderEdit::Add { name, .. } if name == "X-Congvu-Policy"));
     }
@@ -347,7 +344,7 @@ mod tests {
     fn disabled_does_nothing() {
         let mut p = Policy::default();
         p.clamav.enabled = false;
-        assert_eq!(evaluate(&failed(), &p), (vec![], None));
+        assert_eq!(evaluate(&failed(), &p), vec![]);
         let msg = Message::from_eml(b"X-Virus-Status: Clean\n\nhi\n");
         assert!(virus_headers(&msg, &failed(), &p).is_empty());
     }

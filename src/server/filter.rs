@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::message::Message;
-use crate::metrics::metrics;
 use crate::milter::{BoxFuture, Filter};
 use crate::pipeline;
-use crate::policy::ByteSize;
 use crate::verdict::Verdict;
 
 use super::DaemonState;
-use super::logging::log_verdict;
+use super::report::{Stage, report};
 
 /// Judges messages with the daemon's current policy.
 pub struct PolicyFilter {
@@ -30,7 +28,7 @@ impl Filter for PolicyFilter {
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_mail(msg, &loaded.policy)?;
-        log_verdict(msg, &verdict, "mail", started.elapsed());
+        report(msg, &verdict, None, Stage::Mail, started.elapsed());
         Some(verdict)
     }
 
@@ -38,7 +36,7 @@ impl Filter for PolicyFilter {
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_body_chunk(msg, chunk_len, &loaded.policy)?;
-        log_verdict(msg, &verdict, "body", started.elapsed());
+        report(msg, &verdict, None, Stage::Body, started.elapsed());
         Some(verdict)
     }
 
@@ -48,23 +46,18 @@ impl Filter for PolicyFilter {
         Box::pin(async move {
             let started = Instant::now();
             let decision = pipeline::decide(&msg, &loaded.policy, scanner.as_ref()).await;
-            log_verdict(&msg, &decision.verdict, "eom", started.elapsed());
+            let elapsed = started.elapsed();
+            let facts = Some(&decision.facts);
+            report(&msg, &decision.verdict, facts, Stage::EndOfMessage, elapsed);
             decision.verdict
         })
     }
 
     fn over_budget(&self, msg: &Message) -> Verdict {
         let budget = &self.state.budget;
-        metrics().budget_deferrals.inc();
-        let verdict = Verdict::tempfail(
-            "memory_budget",
-            format!(
-                "messages in progress hold {} of the {} budget ([limits] max_buffered_bytes)",
-                ByteSize(budget.used()),
-                ByteSize(budget.limit())
-            ),
-        );
-        log_verdict(msg, &verdict, "body", std::time::Duration::ZERO);
+        let loaded = self.state.policy();
+        let verdict = pipeline::over_budget(msg, &loaded.policy, budget.used(), budget.limit());
+        report(msg, &verdict, None, Stage::Body, std::time::Duration::ZERO);
         verdict
     }
 

@@ -4,6 +4,7 @@
 mod filter;
 mod listen;
 mod logging;
+mod report;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

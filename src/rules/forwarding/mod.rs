@@ -29,16 +29,23 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::message::Message;
-use crate::policy::rules::address_matches;
+use crate::policy::judge::address_matches;
 use crate::policy::{Policy, Problem, address_domain};
-use crate::verdict::Violation;
+use crate::rule::{Control, Rule, RuleAction, Violation};
 
 use net::Cidr;
 use providers::{DEFAULT_PROVIDERS, Pattern, ProviderMatcher, parse_pattern};
 use signals::{Ctx, Guard, Hit, SIGNALS, Signal, Strength};
 
-pub const RULE: &str = "forwarding";
-pub const ARTICLE: &str = "Điều 4 khoản 4";
+pub const FORWARDING: Rule = Rule {
+    name: "forwarding",
+    article: "Điều 4 khoản 4",
+    default_action: RuleAction::Reject,
+    code: 550,
+    enhanced: "5.7.1",
+    reply: "Khong duoc tu dong chuyen tiep thu cong vu sang hop thu khong do co quan nha nuoc cap va nguoc lai (Quy che, Dieu 4 khoan 4) / automatic forwarding not allowed",
+    control: Control::RulesTable,
+};
 
 /// Which domains outside the state domains the rule covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -354,7 +361,7 @@ impl ForwardingFinding {
     }
 
     pub fn violation(&self) -> Violation {
-        Violation::new(RULE, ARTICLE, self.detail())
+        Violation::new(&FORWARDING, self.detail())
             .with("signal", self.signals.join(","))
             .with("direction", self.direction.as_str())
             .with("peer", self.peer_domain.clone())
@@ -372,23 +379,12 @@ pub fn evaluate(msg: &Message, policy: &Policy) -> Vec<Violation> {
 /// Looks for automatic forwarding, outbound first, then inbound.
 pub fn detect(msg: &Message, policy: &Policy) -> Option<ForwardingFinding> {
     let fwd = &policy.forwarding;
-    if !fwd.enabled || !policy.rule_enabled(RULE) {
+    if !fwd.enabled || !policy.rule_enabled(FORWARDING.name) {
         return None;
     }
     let ctx = Ctx::new(msg, policy);
     let guards = ctx.guards();
-    let finding = detect_outbound(&ctx, &guards).or_else(|| detect_inbound(&ctx, &guards))?;
-    for s in &finding.signals {
-        tracing::info!(
-            rule = RULE,
-            signal = *s,
-            direction = finding.direction.as_str(),
-            peer = %finding.peer_domain,
-            public = finding.public,
-            "forwarding signal fired"
-        );
-    }
-    Some(finding)
+    detect_outbound(&ctx, &guards).or_else(|| detect_inbound(&ctx, &guards))
 }
 
 /// The signals of one direction that fire and are not switched off or guarded.

@@ -127,8 +127,8 @@ fn violation_names_rule_article_direction_and_signals() {
     let p = load("");
     let v = evaluate(&dot_forward("ngoc.nt@gmail.com"), &p);
     assert_eq!(v.len(), 1);
-    assert_eq!(v[0].rule, "forwarding");
-    assert_eq!(v[0].article, "Điều 4 khoản 4");
+    assert_eq!(v[0].rule.name, "forwarding");
+    assert_eq!(v[0].rule.article, "Điều 4 khoản 4");
     assert_eq!(
         v[0].detail,
         format!("outbound to gmail.com (public provider): signals {DOT_FORWARD_SIGNALS}")

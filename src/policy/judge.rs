@@ -1,5 +1,8 @@
-//! `[rules.NAME]`: what happens when a rule fires — action, exceptions, reply text —
-//! and [`Policy::judge`], which turns a rule's [`Violation`] into a [`Finding`].
+//! The judge: [`Policy::judge`] turns a rule's [`Violation`] into a [`Finding`]
+//! under the policy in force — the rule's `[rules.NAME]` table (action, exceptions,
+//! reply text), `[clamav] on_failure` for clamd's failures, and the global mode.
+//! Every rule goes through here, the daemon's own faults included, so monitor mode,
+//! tags and replies work the same way for all of them.
 
 use std::collections::BTreeMap;
 
@@ -7,109 +10,9 @@ use serde::Deserialize;
 
 use super::{Mode, Policy, address_domain, domain_matches};
 use crate::message::Message;
-use crate::verdict::{Action, Finding, HeaderEdit, Reason, SmtpReply, Violation};
-
-/// What the admins can choose for a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleAction {
-    /// Refuse with the rule's 5xx reply.
-    Reject,
-    /// Defer with 451 4.7.1; the sender retries.
-    Tempfail,
-    /// Accept into Postfix's hold queue.
-    Quarantine,
-    /// Accept and drop silently.
-    Discard,
-    /// Deliver with a header naming what was found.
-    Tag,
-}
-
-/// A rule the filter knows, with its defaults.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleSpec {
-    pub name: &'static str,
-    pub article: &'static str,
-    pub default_action: RuleAction,
-    pub code: u16,
-    pub enhanced: &'static str,
-    /// Reply template; `{file}`, `{signature}`, `{limit}`, `{size}`, `{signal}`,
-    /// `{detail}` are replaced by the violation's values.
-    pub default_reply: &'static str,
-}
-
-/// Every rule, in the order the log and `check-config` list them.
-pub const RULES: &[RuleSpec] = &[
-    RuleSpec {
-        name: "message_size",
-        article: "Điều 10",
-        default_action: RuleAction::Reject,
-        code: 552,
-        enhanced: "5.3.4",
-        default_reply: "Thu vuot qua kich thuoc toi da {limit} (Quy che, Dieu 10) / message exceeds the size limit of {limit}",
-    },
-    RuleSpec {
-        name: "attachment_size",
-        article: "Điều 10",
-        default_action: RuleAction::Reject,
-        code: 552,
-        enhanced: "5.3.4",
-        default_reply: "Tong dung luong tep dinh kem {size} vuot qua {limit} (Quy che, Dieu 10) / attachments total {size}, the limit is {limit}",
-    },
-    RuleSpec {
-        name: "executable",
-        article: "Điều 4 khoản 7",
-        default_action: RuleAction::Reject,
-        code: 550,
-        enhanced: "5.7.1",
-        default_reply: "Tep dinh kem \"{file}\" la tep thuc thi, bi cam (Quy che, Dieu 4 khoan 7) / executable attachment not allowed",
-    },
-    RuleSpec {
-        name: "deceptive_name",
-        article: "Điều 4 khoản 7",
-        default_action: RuleAction::Reject,
-        code: 550,
-        enhanced: "5.7.1",
-        default_reply: "Ten tep \"{file}\" chua ky tu dao chieu gay nham lan, bi cam (Quy che, Dieu 4 khoan 7) / deceptive file name not allowed",
-    },
-    RuleSpec {
-        name: "encrypted_archive",
-        article: "Điều 4 khoản 7",
-        default_action: RuleAction::Reject,
-        code: 550,
-        enhanced: "5.7.1",
-        default_reply: "Tep nen \"{file}\" co mat khau, bi han che (Quy che, Dieu 4 khoan 7) / password-protected archive not allowed",
-    },
-    RuleSpec {
-        name: "uninspectable",
-        article: "Điều 4 khoản 7",
-        default_action: RuleAction::Reject,
-        code: 550,
-        enhanced: "5.7.1",
-        default_reply: "Tep dinh kem \"{file}\" khong the kiem tra: {limit} (Quy che, Dieu 4 khoan 7) / attachment cannot be inspected",
-    },
-    RuleSpec {
-        name: "forwarding",
-        article: "Điều 4 khoản 4",
-        default_action: RuleAction::Reject,
-        code: 550,
-        enhanced: "5.7.1",
-        default_reply: "Khong duoc tu dong chuyen tiep thu cong vu sang hop thu khong do co quan nha nuoc cap va nguoc lai (Quy che, Dieu 4 khoan 4) / automatic forwarding not allowed",
-    },
-    RuleSpec {
-        name: "virus",
-        article: "Điều 4 khoản 6",
-        default_action: RuleAction::Reject,
-        code: 554,
-        enhanced: "5.7.1",
-        default_reply: "Thu chua virus {signature} (Quy che, Dieu 4 khoan 6) / virus found: {signature}",
-    },
-];
-
-/// Looks a rule up by name.
-pub fn rule_spec(name: &str) -> Option<&'static RuleSpec> {
-    RULES.iter().find(|r| r.name == name)
-}
+use crate::rule::{Control, RuleAction, Violation};
+use crate::scan::OnFailure;
+use crate::verdict::{Action, Finding, HeaderEdit, Reason, SmtpReply, TEMPFAIL_TEXT};
 
 /// One `[rules.NAME]` table. Every key is optional; unset keys take the rule's
 /// default.
@@ -167,63 +70,88 @@ impl Policy {
     /// configured action, the rendered reply and, for tag and monitor mode, the
     /// header to add.
     pub fn judge(&self, violation: &Violation, msg: &Message) -> Option<Finding> {
-        let spec = rule_spec(violation.rule)?;
-        let settings = self.rule_settings(spec.name);
-        if !self.rule_enabled(spec.name) {
-            return None;
-        }
-        if let Some(s) = settings {
-            let sender = &msg.envelope.sender;
-            if !sender.is_empty() && s.except_senders.iter().any(|e| address_matches(sender, e)) {
-                return None;
-            }
-            let rcpts = &msg.envelope.recipients;
-            if !rcpts.is_empty()
-                && rcpts
-                    .iter()
-                    .all(|r| s.except_recipients.iter().any(|e| address_matches(r, e)))
-            {
-                return None;
-            }
-        }
-        let configured = settings
-            .and_then(|s| s.action)
-            .unwrap_or(spec.default_action);
-        let template = settings
-            .and_then(|s| s.reply.as_deref())
-            .unwrap_or(spec.default_reply);
-        let hide = settings.and_then(|s| s.hide_details).unwrap_or(false);
-        let text = render_template(template, violation, hide);
+        let rule = violation.rule;
         let reason = Reason {
-            rule: spec.name.to_owned(),
-            article: spec.article.to_owned(),
+            rule: rule.name.to_owned(),
+            article: rule.article.to_owned(),
             detail: violation.detail.clone(),
         };
-        let tag = HeaderEdit::Add {
+        let tag = || HeaderEdit::Add {
             name: self.headers.tag_header.clone(),
-            value: format!("{} ({})", spec.name, ascii_only(&violation.detail)),
+            value: format!("{} ({})", rule.name, ascii_only(&violation.detail)),
         };
-        let (action, reply, headers) = match (self.mode, configured) {
-            (Mode::Monitor, _) | (_, RuleAction::Tag) => (Action::Accept, None, vec![tag]),
-            (Mode::Enforce, RuleAction::Reject) => (
-                Action::Reject,
-                Some(SmtpReply::new(spec.code, spec.enhanced, text)),
-                vec![],
-            ),
-            (Mode::Enforce, RuleAction::Tempfail) => (
-                Action::Tempfail,
-                Some(SmtpReply::new(451, "4.7.1", text)),
-                vec![],
-            ),
-            (Mode::Enforce, RuleAction::Quarantine) => (Action::Quarantine, None, vec![tag]),
-            (Mode::Enforce, RuleAction::Discard) => (Action::Discard, None, vec![]),
-        };
-        Some(Finding {
+        let finding = |action, reply: Option<SmtpReply>, headers| Finding {
             action,
-            reason,
+            reason: reason.clone(),
             reply,
             headers,
+        };
+        let tempfail_reply = |text: &str| Some(SmtpReply::new(451, "4.7.1", text));
+        let action = match rule.control {
+            Control::AlwaysTempfail => {
+                return Some(finding(
+                    Action::Tempfail,
+                    tempfail_reply(TEMPFAIL_TEXT),
+                    vec![],
+                ));
+            }
+            Control::ClamavOnFailure => match (self.mode, self.clamav.on_failure) {
+                (_, OnFailure::Accept) => return Some(finding(Action::Accept, None, vec![])),
+                (Mode::Monitor, _) => return Some(finding(Action::Accept, None, vec![tag()])),
+                (Mode::Enforce, OnFailure::Tempfail) => {
+                    let reply = tempfail_reply(TEMPFAIL_TEXT);
+                    return Some(finding(Action::Tempfail, reply, vec![]));
+                }
+                (Mode::Enforce, OnFailure::Reject) => RuleAction::Reject,
+            },
+            Control::RulesTable => {
+                let settings = self.rule_settings(rule.name);
+                if !self.rule_enabled(rule.name) || self.excepted(settings, msg) {
+                    return None;
+                }
+                settings
+                    .and_then(|s| s.action)
+                    .unwrap_or(rule.default_action)
+            }
+        };
+        let settings = self.rule_settings(rule.name);
+        let template = settings
+            .and_then(|s| s.reply.as_deref())
+            .unwrap_or(rule.reply);
+        let hide = settings.and_then(|s| s.hide_details).unwrap_or(false);
+        let text = render_template(template, violation, hide);
+        Some(match (self.mode, action) {
+            (Mode::Monitor, _) | (_, RuleAction::Tag) => finding(Action::Accept, None, vec![tag()]),
+            (Mode::Enforce, RuleAction::Reject) => finding(
+                Action::Reject,
+                Some(SmtpReply::new(rule.code, rule.enhanced, text)),
+                vec![],
+            ),
+            (Mode::Enforce, RuleAction::Tempfail) => {
+                finding(Action::Tempfail, tempfail_reply(&text), vec![])
+            }
+            (Mode::Enforce, RuleAction::Quarantine) => {
+                finding(Action::Quarantine, None, vec![tag()])
+            }
+            (Mode::Enforce, RuleAction::Discard) => finding(Action::Discard, None, vec![]),
         })
+    }
+
+    /// True when the rule's exceptions cover the message: its envelope sender, or
+    /// every one of its recipients.
+    fn excepted(&self, settings: Option<&RuleSettings>, msg: &Message) -> bool {
+        let Some(s) = settings else {
+            return false;
+        };
+        let sender = &msg.envelope.sender;
+        if !sender.is_empty() && s.except_senders.iter().any(|e| address_matches(sender, e)) {
+            return true;
+        }
+        let rcpts = &msg.envelope.recipients;
+        !rcpts.is_empty()
+            && rcpts
+                .iter()
+                .all(|r| s.except_recipients.iter().any(|e| address_matches(r, e)))
     }
 }
 
@@ -284,6 +212,7 @@ fn strip_vietnamese_diacritic(c: char) -> Option<char> {
 mod tests {
     use super::*;
     use crate::message::Envelope;
+    use crate::rules::attachments::EXECUTABLE;
 
     fn message(sender: &str, rcpts: &[&str]) -> Message {
         Message {
@@ -297,8 +226,7 @@ mod tests {
     }
 
     fn exe() -> Violation {
-        Violation::new("executable", "Điều 4 khoản 7", "\"hồ sơ.exe\": PE")
-            .with("file", "hồ sơ.exe")
+        Violation::new(&EXECUTABLE, "\"hồ sơ.exe\": PE").with("file", "hồ sơ.exe")
     }
 
     #[test]
@@ -390,23 +318,18 @@ mod tests {
     }
 
     #[test]
-    fn hidden_signature() {
-        let mut p = Policy::default();
-        p.rules.insert(
-            "virus".into(),
-            RuleSettings {
-                hide_details: Some(true),
+    fn memory_budget_defers_in_every_mode() {
+        let v = crate::rules::budget::over_budget(10, 5);
+        for mode in [Mode::Enforce, Mode::Monitor] {
+            let p = Policy {
+                mode,
                 ..Default::default()
-            },
-        );
-        let v = Violation::new("virus", "Điều 4 khoản 6", "Eicar")
-            .with("signature", "Eicar-Test-Signature");
-        let reply = p
-            .judge(&v, &message("a@x.test", &["b@y.test"]))
-            .unwrap()
-            .reply
-            .unwrap();
-        assert!(!reply.render().contains("Eicar"));
-        assert_eq!(reply.code, 554);
+            };
+            let f = p.judge(&v, &message("a@x.test", &["b@y.test"])).unwrap();
+            assert_eq!(f.action, Action::Tempfail);
+            let reply = f.reply.unwrap();
+            assert_eq!((reply.code, reply.lines[0].as_str()), (451, TEMPFAIL_TEXT));
+            assert_eq!(f.reason.rule, "memory_budget");
+        }
     }
 }

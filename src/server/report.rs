@@ -1,0 +1,160 @@
+//! The one reporting step after each decision: the log line and the metrics.
+//!
+//! The decision itself (src/pipeline.rs) is pure, so the offline `scan` command
+//! counts nothing; the daemon calls [`report`] once per verdict it sends, whatever
+//! the stage (MAIL FROM, a body chunk, end of message, the memory budget).
+
+use std::time::Duration;
+
+use crate::message::Message;
+use crate::metrics::metrics;
+use crate::pipeline::Facts;
+use crate::rules::budget::MEMORY_BUDGET;
+use crate::rules::forwarding::FORWARDING;
+use crate::verdict::Verdict;
+
+use super::logging::message_id;
+
+/// Where in the message the verdict was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// At MAIL FROM (the declared size).
+    Mail,
+    /// Before a body chunk was stored (the streamed size, the memory budget).
+    Body,
+    /// At end of message: the full decision.
+    EndOfMessage,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Mail => "mail",
+            Stage::Body => "body",
+            Stage::EndOfMessage => "eom",
+        }
+    }
+}
+
+/// Logs the verdict on one message (one line with everything an admin needs) and
+/// counts it, and the facts of the decision when there was one, in the metrics.
+pub fn report(
+    msg: &Message,
+    verdict: &Verdict,
+    facts: Option<&Facts>,
+    stage: Stage,
+    elapsed: Duration,
+) {
+    count(msg, verdict, facts, stage, elapsed);
+    log_line(msg, verdict, facts, stage, elapsed);
+}
+
+fn count(msg: &Message, verdict: &Verdict, facts: Option<&Facts>, stage: Stage, elapsed: Duration) {
+    let m = metrics();
+    m.messages
+        .with_label_values(&[verdict.action.as_str()])
+        .inc();
+    // Messages per rule: a rule that fired on several files counts once.
+    let mut counted: Vec<(&str, &str)> = Vec::new();
+    for r in &verdict.reasons {
+        let key = (r.rule.as_str(), r.article.as_str());
+        if !counted.contains(&key) {
+            counted.push(key);
+            m.verdicts
+                .with_label_values(&[key.0, key.1, verdict.action.as_str()])
+                .inc();
+        }
+    }
+    if counted.iter().any(|(rule, _)| *rule == MEMORY_BUDGET.name) {
+        m.budget_deferrals.inc();
+    }
+    m.message_size_bytes.observe(msg.raw.len() as f64);
+    if stage == Stage::EndOfMessage {
+        m.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+    let Some(facts) = facts else {
+        return;
+    };
+    for file in &facts.files {
+        m.attachments.with_label_values(&[file.kind]).inc();
+        if file.in_archive {
+            m.archive_entries.inc();
+        }
+        if let Some(format) = file.encrypted {
+            m.encrypted_archives.with_label_values(&[format]).inc();
+        }
+    }
+    if let Some(signed) = facts.signed {
+        m.signed_messages
+            .with_label_values(&[signed.as_str()])
+            .inc();
+    }
+    if let Some(f) = &facts.forwarding
+        && counted.iter().any(|(rule, _)| *rule == FORWARDING.name)
+    {
+        let public = if f.public { "yes" } else { "no" };
+        for signal in &f.signals {
+            m.forwarding_blocks
+                .with_label_values(&[f.direction.as_str(), signal, public])
+                .inc();
+        }
+    }
+}
+
+fn log_line(
+    msg: &Message,
+    verdict: &Verdict,
+    facts: Option<&Facts>,
+    stage: Stage,
+    elapsed: Duration,
+) {
+    let id = message_id(msg);
+    if let Some(f) = facts.and_then(|f| f.forwarding.as_ref()) {
+        for s in &f.signals {
+            tracing::info!(
+                queue_id = %id,
+                rule = FORWARDING.name,
+                signal = *s,
+                direction = f.direction.as_str(),
+                peer = %f.peer_domain,
+                public = f.public,
+                "forwarding signal fired"
+            );
+        }
+    }
+    let client = match msg.connection.addr {
+        Some(a) => a.to_string(),
+        None => msg.connection.hostname.clone(),
+    };
+    // A rule that fired on several files is one rule of this message.
+    let mut rules: Vec<&str> = Vec::new();
+    for r in &verdict.reasons {
+        if !rules.contains(&r.rule.as_str()) {
+            rules.push(r.rule.as_str());
+        }
+    }
+    let details: Vec<String> = verdict
+        .reasons
+        .iter()
+        .map(|r| format!("{} ({}): {}", r.rule, r.article, r.detail))
+        .collect();
+    let reply = verdict
+        .reply
+        .as_ref()
+        .map(|r| r.render().replace("\r\n", " | "));
+    tracing::info!(
+        queue_id = %id,
+        client = %client,
+        sender = %format!("<{}>", msg.envelope.sender),
+        recipients = %msg.envelope.recipients.join(","),
+        size = msg.raw.len() as u64,
+        action = verdict.action.as_str(),
+        rules = %rules.join(","),
+        stage = stage.as_str(),
+        reply = reply.as_deref().unwrap_or(""),
+        reasons = %details.join("; "),
+        elapsed_ms = elapsed.as_millis() as u64,
+        "{id}: {}",
+        verdict.action.as_str()
+    );
+}
