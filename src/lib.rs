@@ -9,6 +9,7 @@
 //! `scan` command, and returns the verdict with its facts; the daemon ([`server`])
 //! then writes the log line and the metrics.
 
+pub mod address;
 pub mod heap;
 pub mod inspect;
 pub mod message;

@@ -196,74 +196,78 @@ impl Message {
     }
 
     /// Builds a message from an .eml file's bytes (for the `scan` command and
-    /// tests): headers are split out, line ends normalised to CRLF.
+    /// tests), split by [`split_message`] exactly as the milter client splits it
+    /// to stream it to the daemon.
     pub fn from_eml(bytes: &[u8]) -> Message {
         let mut msg = Message::default();
-        let (head, body) = split_head_body(bytes);
-        let mut current: Option<(String, String)> = None;
-        for line in head.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                continue;
-            }
-            let text = String::from_utf8_lossy(line);
-            if line[0] == b' ' || line[0] == b'\t' {
-                if let Some((_, value)) = current.as_mut() {
-                    value.push('\n');
-                    value.push_str(&text);
-                }
-                continue;
-            }
-            if let Some((n, v)) = current.take() {
-                msg.push_header(&n, &v);
-            }
-            match text.split_once(':') {
-                Some((n, v)) => {
-                    current = Some((
-                        n.trim_end().to_owned(),
-                        v.strip_prefix(' ').unwrap_or(v).to_owned(),
-                    ))
-                }
-                None => {
-                    // A line that is no header: mbox "From " line or garbage; skip it.
-                }
-            }
-        }
-        if let Some((n, v)) = current.take() {
-            msg.push_header(&n, &v);
+        let (headers, body) = split_message(bytes, false);
+        for (name, value) in &headers {
+            msg.push_header(name, value);
         }
         msg.end_headers();
-        // Body with CRLF line ends, as the MTA would stream it.
-        let mut prev = 0u8;
-        let mut out = Vec::with_capacity(body.len() + body.len() / 40);
-        for &b in body {
-            if b == b'\n' && prev != b'\r' {
-                out.push(b'\r');
-            }
-            out.push(b);
-            prev = b;
-        }
-        msg.push_body(&out);
+        msg.push_body(&body);
         msg
     }
 }
 
-/// Splits raw bytes at the first empty line.
-fn split_head_body(bytes: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\n' {
-            let rest = &bytes[i + 1..];
-            if rest.starts_with(b"\r\n") {
-                return (&bytes[..i + 1], &rest[2..]);
-            }
-            if rest.starts_with(b"\n") {
-                return (&bytes[..i + 1], &rest[1..]);
-            }
+/// Splits raw message bytes the way Postfix streams them to a milter: one
+/// `(name, value)` per header, folds kept as `\n` plus the original whitespace,
+/// one leading space stripped unless `leading_space` (HDR_LEADSPC); then the body
+/// with CRLF line ends, without the blank separator line.
+pub fn split_message(eml: &[u8], leading_space: bool) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut rest = eml;
+    let mut body_start = eml.len();
+    let mut pos = 0;
+    while !rest.is_empty() {
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        let consumed = rest.len() - next.len();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            body_start = pos + consumed;
+            break;
         }
-        i += 1;
+        let text = String::from_utf8_lossy(line);
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push('\n');
+                value.push_str(&text);
+            }
+        } else if let Some((name, value)) = text.split_once(':') {
+            let value = if leading_space {
+                value
+            } else {
+                value.strip_prefix(' ').unwrap_or(value)
+            };
+            headers.push((name.trim_end().to_owned(), value.to_owned()));
+        }
+        pos += consumed;
+        rest = next;
     }
-    (bytes, &[])
+    let body = eml.get(body_start..).unwrap_or(&[]);
+    let mut crlf = Vec::with_capacity(body.len() + body.len() / 32);
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+        prev = b;
+    }
+    (headers, crlf)
+}
+
+/// Unfolds a header value (`\n` + whitespace → one space) and trims it.
+pub fn unfold(value: &str) -> String {
+    value
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Prometheus metrics and the HTTP endpoint that serves them.
+//! Prometheus metrics: the process's registry, which the rest of the daemon
+//! reports to. A leaf: it imports nothing of the crate; the HTTP endpoint that
+//! serves it lives with the server (src/server/http.rs).
 //!
 //! Every metric is named `congvu_milter_*` and follows Prometheus conventions
 //! (`_total` counters, base units `_seconds` and `_bytes`). Labels take only
@@ -7,19 +9,12 @@
 //! stays fixed however much mail flows. The reports the province asks for
 //! (Điều 16 khoản 6, Điều 18 khoản 9) are queries over these counters.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use crate::milter::budget::MemoryBudget;
 
 /// All metrics of the process.
 pub struct Metrics {
@@ -268,14 +263,6 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
-        if let Some(bytes) = buffered_bytes_now() {
-            self.buffered_bytes
-                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        }
-        if let Some(bytes) = crate::heap::bytes_in_use() {
-            self.heap_bytes
-                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
@@ -285,90 +272,10 @@ impl Metrics {
     }
 }
 
-/// The memory budget that `congvu_milter_buffered_bytes` reports, once the
-/// daemon has one.
-static WATCHED_BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
-
-/// Makes `congvu_milter_buffered_bytes` report this budget at every scrape.
-pub fn watch_budget(budget: Arc<MemoryBudget>) {
-    let _ = WATCHED_BUDGET.set(budget);
-}
-
-/// Message bytes held in memory now, by the watched budget's count.
-pub fn buffered_bytes_now() -> Option<u64> {
-    WATCHED_BUDGET.get().map(|b| b.used())
-}
-
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
-}
-
-/// What `/healthz` and `/readyz` ask the daemon.
-pub trait Health: Send + Sync + 'static {
-    /// Process alive with a policy loaded.
-    fn healthy(&self) -> bool;
-    /// Able to decide: for example at least one clamd in service when scanning is on.
-    /// `Err` says why not.
-    fn ready(&self) -> Result<(), String>;
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
-pub async fn serve_http(
-    addr: SocketAddr,
-    health: Arc<dyn Health>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(listen = %addr, "metrics endpoint listening");
-    let h1 = health.clone();
-    let h2 = health;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics().render(),
-                )
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let ok = h1.healthy();
-                async move {
-                    if ok {
-                        (StatusCode::OK, "ok\n".to_owned()).into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".to_owned()).into_response()
-                    }
-                }
-            }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = h2.ready();
-                async move {
-                    match ready {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
-                        Err(why) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("not ready: {why}\n"),
-                        )
-                            .into_response(),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

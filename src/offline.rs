@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::address;
 use crate::message::{Connection, Message};
 use crate::pipeline;
 use crate::policy::LoadedPolicy;
@@ -55,64 +56,31 @@ pub fn message_from_file(bytes: &[u8], options: &ScanOptions) -> Message {
         msg.macros.insert("auth_authen", login);
     }
     msg.envelope.sender = match &options.from {
-        Some(f) => strip_angles(f),
+        Some(f) => address::bare(f).to_owned(),
         None => msg
             .header_values("Return-Path")
             .next()
             .or_else(|| msg.header_values("From").next())
-            .and_then(first_address)
+            .and_then(|v| address::in_header(v).into_iter().next())
             .unwrap_or_default(),
     };
     msg.envelope.recipients = if options.rcpt.is_empty() {
         let mut rcpts = Vec::new();
         for name in ["To", "Cc"] {
             for value in msg.header_values(name) {
-                rcpts.extend(all_addresses(value));
+                rcpts.extend(address::in_header(value));
             }
         }
         rcpts
     } else {
-        options.rcpt.iter().map(|r| strip_angles(r)).collect()
+        options
+            .rcpt
+            .iter()
+            .map(|r| address::bare(r).to_owned())
+            .collect()
     };
     msg.envelope.sender_params = vec![format!("SIZE={}", msg.raw.len())];
     msg
-}
-
-fn strip_angles(s: &str) -> String {
-    s.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned()
-}
-
-/// Addresses in a header value: `<a@b>` forms first, else bare `a@b` words.
-fn all_addresses(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = value;
-    while let Some(start) = rest.find('<') {
-        let Some(end) = rest[start..].find('>') else {
-            break;
-        };
-        let addr = &rest[start + 1..start + end];
-        if addr.contains('@') {
-            out.push(addr.trim().to_owned());
-        }
-        rest = &rest[start + end + 1..];
-    }
-    if out.is_empty() {
-        out.extend(
-            value
-                .split([',', ' ', '\t', '\n', ';'])
-                .map(|w| w.trim_matches(|c: char| c == '"' || c == '(' || c == ')'))
-                .filter(|w| w.contains('@'))
-                .map(str::to_owned),
-        );
-    }
-    out
-}
-
-fn first_address(value: &str) -> Option<String> {
-    all_addresses(value).into_iter().next()
 }
 
 /// Judges one message the way the daemon would: the early checks at MAIL and
@@ -221,14 +189,6 @@ mod tests {
         let msg = message_from_file(eml, &ScanOptions::default());
         assert_eq!(msg.envelope.sender, "bounce@x.test");
         assert_eq!(msg.envelope.recipients, vec!["b@y.test", "d@w.test"]);
-    }
-
-    #[test]
-    fn bare_addresses_are_found() {
-        assert_eq!(
-            all_addresses("b@y.test, c@z.test"),
-            vec!["b@y.test", "c@z.test"]
-        );
     }
 
     #[test]

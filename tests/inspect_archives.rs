@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use congvu_milter::inspect::file::{Budget, inspect_file};
+use congvu_milter::inspect::budget::Budget;
+use congvu_milter::inspect::file::inspect_file;
 use congvu_milter::inspect::filetype::classify;
 use congvu_milter::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind};
 use congvu_milter::policy::{ByteSize, LimitsSection};

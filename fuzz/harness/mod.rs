@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
-use congvu_milter::inspect::file::{Budget, inspect_file as inspect_one};
+use congvu_milter::inspect::budget::Budget;
+use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{ArchiveKind, filetype, inspect_message, names, tnef, uuencode};
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::file::{Budget, inspect_file};
+use super::budget::Budget;
+use super::file::inspect_file;
 use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field};
 use super::transfer::{decode_base64, decode_quoted_printable};

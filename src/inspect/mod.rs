@@ -7,6 +7,7 @@
 //! TNEF) and collects the facts into an [`Inspection`].
 
 pub mod archive;
+pub mod budget;
 pub mod file;
 pub mod filetype;
 pub mod mime;

@@ -23,6 +23,7 @@ use super::codec::{
     protocol,
 };
 use crate::message::Envelope;
+pub use crate::message::split_message;
 
 /// Default timeout for each read and write.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,56 +172,6 @@ impl StageMacros {
             .map(|(_, pairs)| pairs.as_slice())
             .unwrap_or(&[])
     }
-}
-
-/// Splits raw message bytes the way Postfix streams them to a milter: one
-/// `(name, value)` per header, folds kept as `\n` plus the original whitespace,
-/// one leading space stripped unless `leading_space` (HDR_LEADSPC); then the body
-/// with CRLF line ends, without the blank separator line.
-pub fn split_message(eml: &[u8], leading_space: bool) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let mut rest = eml;
-    let mut body_start = eml.len();
-    let mut pos = 0;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        let consumed = rest.len() - next.len();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            body_start = pos + consumed;
-            break;
-        }
-        let text = String::from_utf8_lossy(line);
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push('\n');
-                value.push_str(&text);
-            }
-        } else if let Some((name, value)) = text.split_once(':') {
-            let value = if leading_space {
-                value
-            } else {
-                value.strip_prefix(' ').unwrap_or(value)
-            };
-            headers.push((name.trim_end().to_owned(), value.to_owned()));
-        }
-        pos += consumed;
-        rest = next;
-    }
-    let body = eml.get(body_start..).unwrap_or(&[]);
-    let mut crlf = Vec::with_capacity(body.len() + body.len() / 32);
-    let mut prev = 0u8;
-    for &b in body {
-        if b == b'\n' && prev != b'\r' {
-            crlf.push(b'\r');
-        }
-        crlf.push(b);
-        prev = b;
-    }
-    (headers, crlf)
 }
 
 /// Plays the MTA towards one milter connection.

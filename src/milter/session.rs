@@ -23,6 +23,7 @@ use super::codec::{
     CodecError, Command, Family, MAX_REPLY_PAYLOAD, MilterCodec, PROTOCOL_VERSION, Reply, actions,
     macro_stage, protocol,
 };
+use crate::address;
 use crate::message::{Connection, Macros, Message};
 use crate::verdict::{Action, HeaderEdit, SmtpReply, Verdict};
 
@@ -408,7 +409,7 @@ where
             Command::Rcpt { args } => {
                 let current = self.current_message();
                 if matches!(current.state, MessageState::Open) {
-                    let rcpt = args.first().map(|a| strip_brackets(a)).unwrap_or_default();
+                    let rcpt = args.first().map(|a| address::bare(a)).unwrap_or_default();
                     current.msg.envelope.recipients.push(rcpt.to_owned());
                 }
                 self.reply_unless(neg, protocol::NR_RCPT, Reply::Continue)
@@ -565,7 +566,7 @@ where
         let mut args = args.into_iter();
         msg.envelope.sender = args
             .next()
-            .map(|a| strip_brackets(&a).to_owned())
+            .map(|a| address::bare(&a).to_owned())
             .unwrap_or_default();
         msg.envelope.sender_params = args.collect();
         let (state, reply) = if let Some(reply) = self.connect_reply.clone() {
@@ -810,14 +811,6 @@ fn printable(code: u8) -> String {
     } else {
         format!("\\x{code:02x}")
     }
-}
-
-/// `<a@x>` → `a@x`; anything else unchanged.
-fn strip_brackets(addr: &str) -> &str {
-    let addr = addr.trim();
-    addr.strip_prefix('<')
-        .and_then(|a| a.strip_suffix('>'))
-        .unwrap_or(addr)
 }
 
 /// The reply for a verdict given before end of message (no edits possible).
@@ -1172,14 +1165,6 @@ mod tests {
             early_reply(&verdict(Action::Quarantine), "connect", &mut stats),
             Reply::Tempfail
         );
-    }
-
-    #[test]
-    fn strips_angle_brackets() {
-        assert_eq!(strip_brackets("<a@x.test>"), "a@x.test");
-        assert_eq!(strip_brackets("<>"), "");
-        assert_eq!(strip_brackets("a@x.test"), "a@x.test");
-        assert_eq!(strip_brackets("<"), "<");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Mode, Policy, address_domain, domain_matches};
+use super::{Mode, Policy};
+use crate::address;
 use crate::message::Message;
 use crate::rule::{Control, RuleAction, Violation};
 use crate::scan::OnFailure;
@@ -39,19 +40,6 @@ pub struct RuleSettings {
 
 /// `[rules]`: settings by rule name.
 pub type RulesSection = BTreeMap<String, RuleSettings>;
-
-/// True when `address` matches an exception entry (`user@domain`, `@domain` or
-/// `domain`).
-pub fn address_matches(address: &str, entry: &str) -> bool {
-    let address = address.trim_start_matches('<').trim_end_matches('>');
-    let entry = entry.trim();
-    match entry.split_once('@') {
-        Some((local, domain)) if !local.is_empty() => {
-            address.eq_ignore_ascii_case(entry) && !domain.is_empty()
-        }
-        _ => address_domain(address).is_some_and(|d| domain_matches(&d, entry)),
-    }
-}
 
 impl Policy {
     fn rule_settings(&self, name: &str) -> Option<&RuleSettings> {
@@ -144,14 +132,20 @@ impl Policy {
             return false;
         };
         let sender = &msg.envelope.sender;
-        if !sender.is_empty() && s.except_senders.iter().any(|e| address_matches(sender, e)) {
+        if !sender.is_empty()
+            && s.except_senders
+                .iter()
+                .any(|e| address::matches_entry(sender, e))
+        {
             return true;
         }
         let rcpts = &msg.envelope.recipients;
         !rcpts.is_empty()
-            && rcpts
-                .iter()
-                .all(|r| s.except_recipients.iter().any(|e| address_matches(r, e)))
+            && rcpts.iter().all(|r| {
+                s.except_recipients
+                    .iter()
+                    .any(|e| address::matches_entry(r, e))
+            })
     }
 }
 

@@ -350,7 +350,7 @@ impl Policy {
             ));
         }
         for (i, l) in self.milter.listen.iter().enumerate() {
-            if let Err(e) = crate::server::ListenAddr::parse(l) {
+            if let Err(e) = super::ListenAddr::parse(l) {
                 problems.push(Problem::error(
                     "milter.listen",
                     format!("entry {}: {e}", i + 1),

@@ -2,6 +2,7 @@
 //! SIGHUP), graceful shutdown (SIGTERM/SIGINT), and the one log line per message.
 
 mod filter;
+mod http;
 mod listen;
 mod logging;
 mod report;
@@ -18,14 +19,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{Health, metrics, serve_http};
+use crate::metrics::metrics;
 use crate::milter::budget::MemoryBudget;
 use crate::milter::session::{SessionConfig, run_session};
-use crate::policy::LoadedPolicy;
+use crate::policy::{ListenAddr, LoadedPolicy};
 use crate::scan::Scanner;
 
 pub use filter::PolicyFilter;
-pub use listen::{ListenAddr, Listener};
+pub use listen::Listener;
 pub use logging::init_logging;
 
 /// What every session shares: the policy in force and the id counter.
@@ -40,9 +41,12 @@ pub struct DaemonState {
 }
 
 impl DaemonState {
-    pub fn new(config_path: PathBuf, loaded: LoadedPolicy) -> Arc<DaemonState> {
+    pub fn new(
+        config_path: PathBuf,
+        loaded: LoadedPolicy,
+        budget: Arc<MemoryBudget>,
+    ) -> Arc<DaemonState> {
         let scanner = build_scanner(&loaded);
-        let budget = MemoryBudget::new(loaded.policy.limits.max_buffered_bytes.bytes());
         Arc::new(DaemonState {
             budget,
             scanner: RwLock::new(scanner),
@@ -129,13 +133,17 @@ impl DaemonState {
     }
 }
 
-impl Health for DaemonState {
+/// What `/healthz` and `/readyz` ask the daemon.
+impl DaemonState {
+    /// Process alive with a policy loaded.
     fn healthy(&self) -> bool {
         // A policy is always loaded: serve refuses to start without one, and a
         // reload keeps the old one when the new one fails.
         true
     }
 
+    /// Able to decide: at least one clamd in service when scanning is on. `Err`
+    /// says why not.
     fn ready(&self) -> Result<(), String> {
         let loaded = self.policy();
         if !loaded.policy.clamav.enabled {
@@ -186,10 +194,12 @@ pub fn run(
     loaded: LoadedPolicy,
     on_thread_idle: Option<fn()>,
 ) -> anyhow::Result<()> {
+    let budget = MemoryBudget::new(loaded.policy.limits.max_buffered_bytes.bytes());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(hook) = on_thread_idle {
+        let budget = budget.clone();
         builder.on_thread_park(move || {
-            let daemon_idle = crate::metrics::buffered_bytes_now().is_none_or(|b| b == 0);
+            let daemon_idle = budget.used() == 0;
             if idle_hook_due(daemon_idle) {
                 hook();
             }
@@ -200,7 +210,7 @@ pub fn run(
         .thread_name("congvu-milter")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config_path, loaded))
+    runtime.block_on(serve(config_path, loaded, budget))
 }
 
 /// Whether a thread about to park runs the idle hook: a second after it last
@@ -230,7 +240,11 @@ fn idle_hook_due(daemon_idle: bool) -> bool {
     })
 }
 
-async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()> {
+async fn serve(
+    config_path: PathBuf,
+    loaded: LoadedPolicy,
+    budget: Arc<MemoryBudget>,
+) -> anyhow::Result<()> {
     let milter = loaded.policy.milter.clone();
     let mut listeners = Vec::new();
     for text in &milter.listen {
@@ -243,8 +257,7 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
     }
     let metrics_listen = loaded.policy.metrics.listen.clone();
     metrics().set_policy(&loaded.hash);
-    let state = DaemonState::new(config_path, loaded);
-    crate::metrics::watch_budget(state.budget.clone());
+    let state = DaemonState::new(config_path, loaded, budget);
     let filter = Arc::new(PolicyFilter::new(state.clone()));
     let permits = Arc::new(Semaphore::new(milter.max_connections));
     let shutdown = CancellationToken::new();
@@ -257,10 +270,10 @@ async fn serve(config_path: PathBuf, loaded: LoadedPolicy) -> anyhow::Result<()>
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
         drop(std_listener);
         let stop = shutdown.clone();
-        let health: Arc<dyn Health> = state.clone();
+        let state = state.clone();
         http = Some(tokio::spawn(async move {
             let stopped = async move { stop.cancelled().await };
-            if let Err(e) = serve_http(addr, health, stopped).await {
+            if let Err(e) = http::serve_http(addr, state, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
         }));

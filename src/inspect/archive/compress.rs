@@ -11,7 +11,7 @@ use super::{
     DECODER_MEMORY_LIMIT, Opened, Sink, deliver, format_name, listed_after_bomb, read_capped,
 };
 use crate::inspect::ArchiveKind;
-use crate::inspect::file::Budget;
+use crate::inspect::budget::Budget;
 
 /// The entry's name: the archive's name without its compression suffix.
 pub fn entry_name(kind: ArchiveKind, name: Option<&str>) -> String {

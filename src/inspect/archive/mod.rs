@@ -16,7 +16,7 @@ pub mod zip;
 use std::io::Read;
 
 use super::ArchiveKind;
-use super::file::Budget;
+use super::budget::Budget;
 
 /// How much of an entry is unpacked to tell its type when the whole entry is over
 /// a limit: enough for every magic and header we check.

@@ -16,7 +16,7 @@
 //! encrypted file.
 
 use super::{Entry, Opened, Sink};
-use crate::inspect::file::Budget;
+use crate::inspect::budget::Budget;
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
     let b = d.get(at..at.checked_add(2)?)?;
@@ -449,7 +449,8 @@ mod tests {
         assert_eq!(vint(&[0xFF; 12], &mut p), None);
     }
 
-    use crate::inspect::file::{Budget, inspect_file};
+    use crate::inspect::budget::Budget;
+    use crate::inspect::file::inspect_file;
     use crate::inspect::{ExecKind, FileFacts, FileKind};
     use crate::policy::LimitsSection;
 

@@ -15,7 +15,7 @@ use sevenz_rust2::{Archive, BlockDecoder, EncoderMethod, Error, Password};
 use super::{
     DECODER_MEMORY_LIMIT, Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped,
 };
-use crate::inspect::file::Budget;
+use crate::inspect::budget::Budget;
 
 fn is_password_error(e: &Error) -> bool {
     match e {

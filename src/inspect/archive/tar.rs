@@ -6,7 +6,7 @@ use std::io::Cursor;
 use tar::EntryType;
 
 use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped};
-use crate::inspect::file::Budget;
+use crate::inspect::budget::Budget;
 
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     let mut opened = Opened::default();

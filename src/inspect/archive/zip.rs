@@ -12,7 +12,7 @@ use zip::result::ZipError;
 use zip::{CompressionMethod, HasZipMetadata, ZipArchive};
 
 use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped, read_prefix};
-use crate::inspect::file::Budget;
+use crate::inspect::budget::Budget;
 
 struct Meta {
     name: String,

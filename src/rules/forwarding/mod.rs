@@ -28,9 +28,9 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::address;
 use crate::message::Message;
-use crate::policy::judge::address_matches;
-use crate::policy::{Policy, Problem, address_domain};
+use crate::policy::{Policy, Problem};
 use crate::rule::{Control, Rule, RuleAction, Violation};
 
 use net::Cidr;
@@ -291,7 +291,8 @@ impl ForwardingPolicy {
         !to.is_empty()
             && to.iter().all(|t| {
                 self.approved_pairs.iter().any(|p| {
-                    address_matches(t, &p.to) && from.iter().any(|f| address_matches(f, &p.from))
+                    address::matches_entry(t, &p.to)
+                        && from.iter().any(|f| address::matches_entry(f, &p.from))
                 })
             })
     }
@@ -423,7 +424,7 @@ fn enough<T>(hits: Vec<(&'static Signal, T)>) -> Vec<(&'static Signal, T)> {
 
 fn domain_of(mailbox: &str) -> Option<String> {
     if mailbox.contains('@') {
-        address_domain(mailbox)
+        address::domain(mailbox)
     } else {
         let d = mailbox.trim().trim_end_matches('.').to_ascii_lowercase();
         (!d.is_empty()).then_some(d)
@@ -442,7 +443,7 @@ fn detect_outbound(ctx: &Ctx, guards: &[Guard]) -> Option<ForwardingFinding> {
         .recipients
         .iter()
         .filter_map(|r| {
-            let d = address_domain(r)?;
+            let d = address::domain(r)?;
             fwd.in_scope(policy, &d).then(|| (r.clone(), d))
         })
         .collect();

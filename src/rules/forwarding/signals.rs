@@ -4,8 +4,10 @@
 //!
 //! Facts and header forms: `shared/forwarding-signals.md`.
 
+use crate::address;
 use crate::message::Message;
-use crate::policy::{Policy, address_domain};
+use crate::message::unfold;
+use crate::policy::Policy;
 
 use super::{Direction, ForwardingPolicy};
 
@@ -325,25 +327,17 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub fn new(msg: &'a Message, policy: &'a Policy) -> Ctx<'a> {
         let fwd = &policy.forwarding;
-        let sender = msg
-            .envelope
-            .sender
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .to_ascii_lowercase();
-        let sender_domain = address_domain(&sender);
-        let from = msg.header_values("From").flat_map(addresses).collect();
+        let sender = address::bare(&msg.envelope.sender).to_ascii_lowercase();
+        let sender_domain = address::domain(&sender);
+        let from = msg
+            .header_values("From")
+            .flat_map(address::in_header)
+            .collect();
         let recipients = msg
             .envelope
             .recipients
             .iter()
-            .map(|r| {
-                r.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_ascii_lowercase()
-            })
+            .map(|r| address::bare(r).to_ascii_lowercase())
             .collect();
         Ctx {
             msg,
@@ -359,7 +353,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn is_local_addr(&self, addr: &str) -> bool {
-        address_domain(addr).is_some_and(|d| self.policy.domains.is_local(&d))
+        address::domain(addr).is_some_and(|d| self.policy.domains.is_local(&d))
     }
 
     fn is_recipient(&self, addr: &str) -> bool {
@@ -375,7 +369,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn header_addresses(&self, name: &str) -> Vec<String> {
-        self.msg.header_values(name).flat_map(addresses).collect()
+        self.msg
+            .header_values(name)
+            .flat_map(address::in_header)
+            .collect()
     }
 
     fn has_header(&self, name: &str) -> bool {
@@ -480,45 +477,6 @@ pub fn auto_submitted_keyword(value: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Unfolds a header value (`\n` + whitespace → one space) and trims it.
-pub fn unfold(value: &str) -> String {
-    value
-        .split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The addresses in a header value, lowercased: `<...>` contents when there are
-/// any, otherwise every whitespace/comma/semicolon-separated token with an `@`.
-pub fn addresses(value: &str) -> Vec<String> {
-    let value = unfold(value);
-    let mut out = Vec::new();
-    if value.contains('<') {
-        let mut rest = value.as_str();
-        while let Some(start) = rest.find('<') {
-            let after = &rest[start + 1..];
-            let Some(end) = after.find('>') else { break };
-            let a = after[..end].trim();
-            if a.contains('@') {
-                out.push(a.to_ascii_lowercase());
-            }
-            rest = &after[end + 1..];
-        }
-        if !out.is_empty() {
-            return out;
-        }
-    }
-    for token in value.split([' ', '\t', ',', ';']) {
-        let t = token.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '<' | '>'));
-        if t.contains('@') && !t.starts_with('@') && !t.ends_with('@') {
-            out.push(t.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 // ---- the checks ----
 
 fn gmail_caf_sender(ctx: &Ctx, _: Direction) -> Option<Hit> {
@@ -540,7 +498,7 @@ fn gmail_forwarding_confirmation(ctx: &Ctx, _: Direction) -> Option<Hit> {
     // Forwarding Confirmation - Receive Mail from a@gmail.com", localised.
     let asking = ctx
         .first("Subject")
-        .map(|s| addresses(&s))
+        .map(|s| address::in_header(&s))
         .and_then(|a| a.into_iter().next());
     Hit::mailbox(asking.unwrap_or_else(|| "gmail.com".to_owned()))
 }
@@ -684,7 +642,7 @@ fn provider_mailbox(ctx: &Ctx, families: &[&str], main: &str) -> Option<Hit> {
     let at_provider = ctx
         .sender_domain
         .as_deref()
-        .is_some_and(|d| families.iter().any(|f| crate::policy::domain_matches(d, f)));
+        .is_some_and(|d| families.iter().any(|f| address::domain_matches(d, f)));
     if at_provider {
         Hit::mailbox(ctx.sender.clone())
     } else {
@@ -713,7 +671,7 @@ fn yahoo_forward(ctx: &Ctx, _: Direction) -> Option<Hit> {
     let from = lower
         .split_once("from ")
         .map(|(_, r)| r.split(" to ").next().unwrap_or(r))
-        .and_then(|f| addresses(f).into_iter().next());
+        .and_then(|f| address::in_header(f).into_iter().next());
     match from {
         Some(a) => Hit::mailbox(a),
         None => provider_mailbox(ctx, &["yahoo.com"], "yahoo.com"),
@@ -723,23 +681,6 @@ fn yahoo_forward(ctx: &Ctx, _: Direction) -> Option<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_from_header_forms() {
-        assert_eq!(
-            addresses("\"Nguyễn Thị Ngọc\" <NgocNT_STTTT@BacGiang.gov.vn>"),
-            vec!["ngocnt_stttt@bacgiang.gov.vn"]
-        );
-        assert_eq!(
-            addresses("a@gmail.com b@bacgiang.gov.vn"),
-            vec!["a@gmail.com", "b@bacgiang.gov.vn"]
-        );
-        assert_eq!(
-            addresses("user@contoso.com;\n\t5f1c-aa"),
-            vec!["user@contoso.com"]
-        );
-        assert!(addresses("Pigeonhole Sieve 0.5.19").is_empty());
-    }
 
     #[test]
     fn names_are_unique_snake_case() {
