@@ -175,7 +175,11 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
         violations.push(f.violation());
     }
     let inspection = inspect(msg, policy);
-    violations.extend(rules::attachments::evaluate(&inspection, policy));
+    violations.extend(rules::at_end_of_message(&rules::Evidence {
+        msg,
+        policy,
+        inspection: &inspection,
+    }));
     let mut found = findings(&violations, msg, policy);
     let refused = found.iter().any(|f| {
         matches!(

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::Detector;
 use crate::inspect::names::{bidi_control, display_name, final_extension};
 use crate::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind, Inspection};
 use crate::policy::{ByteSize, Policy, Problem};
@@ -167,6 +168,17 @@ impl AttachmentPolicy {
         })
     }
 }
+
+pub const DETECTOR: Detector = Detector {
+    rules: &[
+        &EXECUTABLE,
+        &DECEPTIVE_NAME,
+        &ENCRYPTED_ARCHIVE,
+        &UNINSPECTABLE,
+        &ATTACHMENT_SIZE,
+    ],
+    at_end_of_message: Some(|e| evaluate(e.inspection, e.policy)),
+};
 
 /// The attachment rules' violations for one message: per offending file, at
 /// most one violation per rule; then the total size; then what could not be

@@ -3,6 +3,7 @@
 //! max_buffered_bytes` is deferred with 451, in every mode, and the sender retries.
 //! The budget itself is counted in src/milter/budget.rs.
 
+use super::Detector;
 use crate::policy::ByteSize;
 use crate::rule::{Control, Rule, RuleAction, Violation};
 use crate::verdict::TEMPFAIL_TEXT;
@@ -15,6 +16,12 @@ pub const MEMORY_BUDGET: Rule = Rule {
     enhanced: "4.7.1",
     reply: TEMPFAIL_TEXT,
     control: Control::AlwaysTempfail,
+};
+
+/// Called by the daemon when the budget refuses a body chunk.
+pub const DETECTOR: Detector = Detector {
+    rules: &[&MEMORY_BUDGET],
+    at_end_of_message: None,
 };
 
 /// The deferral of a message that found the budget full.

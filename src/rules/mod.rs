@@ -1,8 +1,10 @@
 //! The rules of the regulation and the detectors that fire them. Each detector
 //! file declares its rules (a [`Rule`]: name, article, default action, reply) and
-//! reports [`crate::rule::Violation`]s pointing at them; the policy's judge decides
-//! what each violation means. Adding a rule is one file (or one constant beside an
-//! existing detector) plus one line in [`REGISTRY`].
+//! its [`Detector`], and reports [`Violation`]s pointing at those rules; the
+//! policy's judge decides what each violation means. Adding a rule is one file (a
+//! `Rule`, a detecting function and the `Detector` that ties them) plus one line
+//! in [`REGISTRY`]; a rule that an existing detector fires is one more constant
+//! in that detector's list.
 
 pub mod attachments;
 pub mod budget;
@@ -10,27 +12,54 @@ pub mod forwarding;
 pub mod size;
 pub mod virus;
 
-use crate::rule::Rule;
+use crate::inspect::Inspection;
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::rule::{Rule, Violation};
 
-/// Every rule, in the order the README's table lists them; the internal ones (the
-/// daemon's own faults) last.
-pub const REGISTRY: &[&Rule] = &[
-    &attachments::EXECUTABLE,
-    &attachments::DECEPTIVE_NAME,
-    &attachments::ENCRYPTED_ARCHIVE,
-    &attachments::UNINSPECTABLE,
-    &attachments::ATTACHMENT_SIZE,
-    &size::MESSAGE_SIZE,
-    &forwarding::FORWARDING,
-    &virus::VIRUS,
-    &virus::CLAMAV_UNAVAILABLE,
-    &virus::CLAMAV_SIZE_LIMIT,
-    &budget::MEMORY_BUDGET,
+/// What a content detector looks at, at end of message.
+pub struct Evidence<'a> {
+    pub msg: &'a Message,
+    pub policy: &'a Policy,
+    pub inspection: &'a Inspection,
+}
+
+/// A detector: the rules it fires and, for a content detector, the check that
+/// runs on every message at end of message, before clamd is asked.
+pub struct Detector {
+    pub rules: &'static [&'static Rule],
+    /// `None` for the detectors the pipeline calls at their own moment: the size
+    /// at MAIL FROM and during the body, forwarding (whose finding is also a fact
+    /// of the decision), clamd's results, the memory budget.
+    pub at_end_of_message: Option<fn(&Evidence<'_>) -> Vec<Violation>>,
+}
+
+/// Every detector, in the order the README's table lists their rules.
+pub const REGISTRY: &[Detector] = &[
+    attachments::DETECTOR,
+    size::DETECTOR,
+    forwarding::DETECTOR,
+    virus::DETECTOR,
+    budget::DETECTOR,
 ];
+
+/// Every rule, the internal ones (the daemon's own faults) included.
+pub fn all_rules() -> impl Iterator<Item = &'static Rule> {
+    REGISTRY.iter().flat_map(|d| d.rules.iter().copied())
+}
 
 /// The rules a `[rules.NAME]` table configures.
 pub fn configurable_rules() -> impl Iterator<Item = &'static Rule> {
-    REGISTRY.iter().copied().filter(|r| !r.internal())
+    all_rules().filter(|r| !r.internal())
+}
+
+/// The violations of every content detector for one inspected message.
+pub fn at_end_of_message(evidence: &Evidence<'_>) -> Vec<Violation> {
+    REGISTRY
+        .iter()
+        .filter_map(|d| d.at_end_of_message)
+        .flat_map(|detect| detect(evidence))
+        .collect()
 }
 
 /// A rule a `[rules.NAME]` table may name.
@@ -45,7 +74,8 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_snake_case() {
-        for (i, rule) in REGISTRY.iter().enumerate() {
+        let rules: Vec<&Rule> = all_rules().collect();
+        for (i, rule) in rules.iter().enumerate() {
             assert!(
                 rule.name
                     .bytes()
@@ -54,7 +84,7 @@ mod tests {
                 rule.name
             );
             assert!(
-                REGISTRY[..i].iter().all(|r| r.name != rule.name),
+                rules[..i].iter().all(|r| r.name != rule.name),
                 "{} is declared twice",
                 rule.name
             );
@@ -63,7 +93,7 @@ mod tests {
 
     #[test]
     fn replies_are_ascii_and_refusals_are_5xx() {
-        for rule in REGISTRY {
+        for rule in all_rules() {
             assert!(rule.reply.is_ascii(), "{}", rule.name);
             if rule.control != Control::AlwaysTempfail {
                 assert!((500..600).contains(&rule.code), "{}", rule.name);

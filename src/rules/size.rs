@@ -2,6 +2,7 @@
 //! body is already past `[limits] max_message_size` is refused at once, before
 //! the rest is buffered.
 
+use super::Detector;
 use crate::message::Message;
 use crate::policy::{ByteSize, Policy};
 use crate::rule::{Control, Rule, RuleAction, Violation};
@@ -14,6 +15,12 @@ pub const MESSAGE_SIZE: Rule = Rule {
     enhanced: "5.3.4",
     reply: "Thu vuot qua kich thuoc toi da {limit} (Quy che, Dieu 10) / message exceeds the size limit of {limit}",
     control: Control::RulesTable,
+};
+
+/// Called by the pipeline at MAIL FROM and before each body chunk.
+pub const DETECTOR: Detector = Detector {
+    rules: &[&MESSAGE_SIZE],
+    at_end_of_message: None,
 };
 
 fn violation(what: &str, size: u64, limit: ByteSize) -> Violation {

@@ -2,6 +2,7 @@
 //! could not scan gets the `[clamav] on_failure` action; delivered mail carries
 //! `X-Virus-Scanned` / `X-Virus-Status` headers that the sender cannot forge.
 
+use super::Detector;
 use crate::message::Message;
 use crate::policy::Policy;
 use crate::policy::judge::ascii_only;
@@ -41,6 +42,13 @@ pub const CLAMAV_SIZE_LIMIT: Rule = Rule {
     enhanced: "5.7.1",
     reply: "Thu qua lon de kiem tra virus (Quy che, Dieu 4 khoan 6) / message too large to be scanned for viruses",
     control: Control::ClamavOnFailure,
+};
+
+/// Called by the pipeline with clamd's outcome, when the cheaper rules have not
+/// already refused the message.
+pub const DETECTOR: Detector = Detector {
+    rules: &[&VIRUS, &CLAMAV_UNAVAILABLE, &CLAMAV_SIZE_LIMIT],
+    at_end_of_message: None,
 };
 
 /// Turns a scan outcome into violations: `virus` for what clamd found, and

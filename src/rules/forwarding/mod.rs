@@ -28,6 +28,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use super::Detector;
 use crate::address;
 use crate::message::Message;
 use crate::policy::{Policy, Problem};
@@ -45,6 +46,12 @@ pub const FORWARDING: Rule = Rule {
     enhanced: "5.7.1",
     reply: "Khong duoc tu dong chuyen tiep thu cong vu sang hop thu khong do co quan nha nuoc cap va nguoc lai (Quy che, Dieu 4 khoan 4) / automatic forwarding not allowed",
     control: Control::RulesTable,
+};
+
+/// Called by the pipeline, which keeps the finding as a fact of the decision.
+pub const DETECTOR: Detector = Detector {
+    rules: &[&FORWARDING],
+    at_end_of_message: None,
 };
 
 /// Which domains outside the state domains the rule covers.
