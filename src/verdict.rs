@@ -164,8 +164,11 @@ impl Verdict {
 
     /// Folds findings into one verdict: the most severe action wins
     /// (reject > tempfail > discard > quarantine > accept) and supplies the reply;
-    /// every finding's reason is kept; header edits are kept only when the message
-    /// is delivered.
+    /// header edits are kept only when the message is delivered. Every finding is
+    /// weighed, but at most [`MAX_REASONS`] are kept (with their tags), so that
+    /// hostile mail cannot flood the log or the header: the deciding one, the first
+    /// of every other rule, then the rest in order; the last kept says how many
+    /// more there were.
     pub fn from_findings(findings: Vec<Finding>) -> Self {
         let mut verdict = Verdict::accept();
         let mut deciding: Option<usize> = None;
@@ -179,17 +182,57 @@ impl Verdict {
             verdict.reply = findings[d].reply.clone();
         }
         let delivered = matches!(verdict.action, Action::Accept | Action::Quarantine);
-        for f in findings {
+        let kept = kept_findings(&findings, deciding);
+        let dropped = findings.len() - kept.iter().filter(|k| **k).count();
+        for (f, keep) in findings.into_iter().zip(kept) {
+            if !keep {
+                continue;
+            }
             verdict.reasons.push(f.reason);
             if delivered {
                 verdict.headers.extend(f.headers);
             }
+        }
+        if dropped > 0
+            && let Some(last) = verdict.reasons.last_mut()
+        {
+            last.detail
+                .push_str(&format!(" (and {dropped} more findings not listed)"));
         }
         if delivered {
             verdict.reply = None;
         }
         verdict
     }
+}
+
+/// At most this many reasons (and tags) in one verdict.
+pub const MAX_REASONS: usize = 20;
+
+/// Which findings a verdict keeps: the deciding one, the first of every rule,
+/// then the others in order, up to [`MAX_REASONS`].
+fn kept_findings(findings: &[Finding], deciding: Option<usize>) -> Vec<bool> {
+    let mut keep = vec![false; findings.len()];
+    let mut count = 0;
+    let mut mark = |i: usize, keep: &mut Vec<bool>| {
+        if !keep[i] && count < MAX_REASONS {
+            keep[i] = true;
+            count += 1;
+        }
+    };
+    if let Some(d) = deciding {
+        mark(d, &mut keep);
+    }
+    let mut rules_seen = std::collections::HashSet::new();
+    for (i, f) in findings.iter().enumerate() {
+        if rules_seen.insert(f.reason.rule.as_str()) {
+            mark(i, &mut keep);
+        }
+    }
+    for i in 0..findings.len() {
+        mark(i, &mut keep);
+    }
+    keep
 }
 
 #[cfg(test)]
@@ -231,6 +274,31 @@ mod tests {
         assert_eq!(v.action, Action::Accept);
         assert_eq!(v.headers.len(), 1);
         assert!(v.reply.is_none());
+    }
+
+    #[test]
+    fn every_finding_is_weighed_but_reasons_are_capped() {
+        // 30 tagged findings of one rule, then the one that refuses: the refusal
+        // decides, and every rule keeps a reason.
+        let mut findings: Vec<Finding> = (0..30).map(|_| finding(Action::Accept, "tag")).collect();
+        findings.push(finding(Action::Reject, "refuse"));
+        findings.push(finding(Action::Quarantine, "hold"));
+        let v = Verdict::from_findings(findings);
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(v.reply.unwrap().lines, vec!["refuse".to_string()]);
+        assert_eq!(v.reasons.len(), MAX_REASONS);
+        assert_eq!(v.reasons[0].rule, "tag");
+        assert!(v.reasons.iter().any(|r| r.rule == "refuse"));
+        assert!(v.reasons.iter().any(|r| r.rule == "hold"));
+        let last = &v.reasons[MAX_REASONS - 1].detail;
+        assert!(
+            last.ends_with("(and 12 more findings not listed)"),
+            "{last}"
+        );
+
+        let tags: Vec<Finding> = (0..30).map(|_| finding(Action::Accept, "tag")).collect();
+        let v = Verdict::from_findings(tags);
+        assert_eq!(v.headers.len(), MAX_REASONS, "tags are capped too");
     }
 
     #[test]

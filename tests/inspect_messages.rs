@@ -523,3 +523,53 @@ mod fuzz {
         }
     }
 }
+
+/// A message of named base64 attachments.
+fn message_with_files(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut m = b"From: a@x.test\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_f\"\r\n\r\n".to_vec();
+    for (name, data) in files {
+        m.extend_from_slice(
+            format!(
+                "--=_f\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        for line in b64(data).as_bytes().chunks(76) {
+            m.extend_from_slice(line);
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    m.extend_from_slice(b"--=_f--\r\n");
+    m
+}
+
+#[test]
+fn a_tagged_rule_never_hides_another_rules_refusal() {
+    use congvu_milter::message::Message;
+    use congvu_milter::pipeline::decide;
+    use congvu_milter::policy::LoadedPolicy;
+    use congvu_milter::verdict::{Action, MAX_REASONS};
+
+    let archives = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/archives");
+    let encrypted = std::fs::read(archives.join("zipcrypto.zip")).unwrap();
+    let exe = std::fs::read(archives.join("clam.exe")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = (0..24)
+        .map(|i| (format!("hoso-{i}.zip"), encrypted.clone()))
+        .collect();
+    files.push(("setup.exe".into(), exe));
+    let msg = Message::from_eml(&message_with_files(&files));
+    let loaded = LoadedPolicy::from_text(
+        "[clamav]\nenabled = false\n[rules.encrypted_archive]\naction = \"tag\"\n",
+        std::path::Path::new("tag.toml"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let verdict = runtime.block_on(decide(&msg, &loaded.policy, None)).verdict;
+    assert_eq!(verdict.action, Action::Reject, "{verdict:?}");
+    let reply = verdict.reply.unwrap().render();
+    assert!(reply.contains("setup.exe"), "{reply}");
+    assert_eq!(verdict.reasons.len(), MAX_REASONS);
+    assert!(verdict.reasons.iter().any(|r| r.rule == "executable"));
+}

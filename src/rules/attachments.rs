@@ -4,6 +4,8 @@
 //! [`evaluate`] turns the facts of an [`Inspection`] into [`Violation`]s; the
 //! policy then decides what each one means (`Policy::judge`).
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Deserialize;
 
 use super::Detector;
@@ -18,10 +20,6 @@ pub const DEFAULT_EXECUTABLE_EXTENSIONS: &[&str] = &[
     "exe", "com", "scr", "pif", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
     "cpl", "msi", "msp", "jar", "ps1", "lnk", "reg",
 ];
-
-/// At most this many violations per message, so that hostile mail cannot flood
-/// the log; any one of them already decides the message.
-pub const MAX_VIOLATIONS: usize = 20;
 
 pub const EXECUTABLE: Rule = Rule {
     name: "executable",
@@ -182,33 +180,37 @@ pub const DETECTOR: Detector = Detector {
 
 /// The attachment rules' violations for one message: per offending file, at
 /// most one violation per rule; then the total size; then what could not be
-/// inspected. At most [`MAX_VIOLATIONS`].
+/// inspected. Every one is returned, however many: each must be judged (a rule set
+/// to `tag` must not hide another's refusal); the verdict caps what is logged.
+/// The cost is linear in the number of files.
 pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
     let rules = &policy.attachments;
     let mut per_file: Vec<Violation> = Vec::new();
+    let mut seen: HashSet<(&'static str, String)> = HashSet::new();
     let mut push = |v: Violation| {
-        let dup = per_file
-            .iter()
-            .any(|o| o.rule == v.rule && o.var("file") == v.var("file"));
-        if !dup {
+        let key = (v.rule.name, v.var("file").unwrap_or_default().to_owned());
+        if seen.insert(key) {
             per_file.push(v);
         }
     };
+    let mut alt_names: HashMap<usize, Vec<&str>> = HashMap::new();
+    for (index, name) in &inspection.alt_names {
+        alt_names.entry(*index).or_default().push(name);
+    }
 
-    let mut encrypted_reported: Vec<Vec<String>> = Vec::new();
-    let mut uninspectable_reported: Vec<Vec<String>> = Vec::new();
+    // Archives already reported as encrypted or uninspectable: their entries add
+    // nothing more.
+    let mut encrypted_reported: HashSet<&[String]> = HashSet::new();
+    let mut uninspectable_reported: HashSet<&[String]> = HashSet::new();
+    let inside = |reported: &HashSet<&[String]>, path: &[String]| {
+        (1..path.len()).any(|n| reported.contains(&path[..n]))
+    };
     for (index, f) in inspection.files.iter().enumerate() {
         let names: Vec<&str> = f
             .name
             .as_deref()
             .into_iter()
-            .chain(
-                inspection
-                    .alt_names
-                    .iter()
-                    .filter(|(i, _)| *i == index)
-                    .map(|(_, n)| n.as_str()),
-            )
+            .chain(alt_names.get(&index).into_iter().flatten().copied())
             .collect();
         let file = short_path(f);
         let where_ = long_path(f);
@@ -242,11 +244,8 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         }
 
         // An encrypted archive is one violation, not one more per encrypted entry.
-        let inside_reported = encrypted_reported
-            .iter()
-            .any(|p: &Vec<String>| f.path.len() > p.len() && f.path.starts_with(p));
-        if f.encrypted && !inside_reported {
-            encrypted_reported.push(f.path.clone());
+        if f.encrypted && !inside(&encrypted_reported, &f.path) {
+            encrypted_reported.insert(&f.path);
             push(
                 Violation::new(
                     &ENCRYPTED_ARCHIVE,
@@ -265,11 +264,9 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         };
         // Like encryption: an archive that cannot be inspected is one violation;
         // its entries that could not be inspected either add nothing.
-        let inside_uninspectable = uninspectable_reported
-            .iter()
-            .any(|p: &Vec<String>| f.path.len() > p.len() && f.path.starts_with(p));
+        let inside_uninspectable = inside(&uninspectable_reported, &f.path);
         if let Some(reason) = uninspectable.filter(|_| !inside_uninspectable) {
-            uninspectable_reported.push(f.path.clone());
+            uninspectable_reported.insert(&f.path);
             push(
                 Violation::new(
                     &UNINSPECTABLE,
@@ -321,17 +318,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         );
     }
 
-    let room = MAX_VIOLATIONS.saturating_sub(message_level.len());
-    if per_file.len() > room {
-        let dropped = per_file.len() - room;
-        per_file.truncate(room);
-        if let Some(last) = per_file.last_mut() {
-            last.detail
-                .push_str(&format!(" (and {dropped} more findings not listed)"));
-        }
-    }
     per_file.extend(message_level);
-    per_file.truncate(MAX_VIOLATIONS);
     per_file
 }
 
@@ -556,19 +543,13 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_and_cap() {
+    fn dedupe_and_no_cap() {
         let same: Vec<FileFacts> = (0..3).map(|_| facts(&["a.exe"], other())).collect();
         assert_eq!(run(same).len(), 1);
         let many: Vec<FileFacts> = (0..100)
             .map(|i| facts(&[&format!("{i}.exe")], other()))
             .collect();
-        let v = run(many);
-        assert_eq!(v.len(), MAX_VIOLATIONS);
-        assert!(
-            v[MAX_VIOLATIONS - 1]
-                .detail
-                .ends_with("(and 80 more findings not listed)")
-        );
+        assert_eq!(run(many).len(), 100);
     }
 
     #[test]
