@@ -47,6 +47,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub connections: IntCounter,
     pub protocol_errors: IntCounter,
+    /// Milter sessions that ended in a panic (a bug): counted, logged, connection closed.
+    pub session_panics: IntCounter,
     /// Message bytes held in memory by all sessions now.
     pub buffered_bytes: IntGauge,
     /// Heap bytes in use (set at each scrape; 0 in a process that does not count).
@@ -205,6 +207,11 @@ impl Metrics {
                 &r,
                 "congvu_milter_protocol_errors_total",
                 "Milter connections closed for a protocol error.",
+            ),
+            session_panics: counter(
+                &r,
+                "congvu_milter_session_panics_total",
+                "Milter sessions that ended in a panic; the connection was closed and the daemon went on.",
             ),
             buffered_bytes: gauge(
                 &r,

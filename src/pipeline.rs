@@ -23,7 +23,7 @@ use crate::rule::Violation;
 use crate::rules;
 use crate::rules::forwarding::ForwardingFinding;
 use crate::scan::{ScanMode, ScanOutcome, Scanner};
-use crate::verdict::{Action, Finding, Verdict};
+use crate::verdict::{Action, Finding, HeaderEdit, Verdict};
 
 /// Facts about the message worth reporting beside the verdict (logs, metrics).
 #[derive(Debug, Clone, Default)]
@@ -210,11 +210,14 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
     }
 
     let mut verdict = Verdict::from_findings(found);
-    if let Some(result) = &outcome
-        && matches!(verdict.action, Action::Accept | Action::Quarantine)
-    {
-        // X-Virus-* edits first: forged ones are deleted before ours are added.
-        let mut headers = rules::virus::virus_headers(msg, result, policy);
+    if matches!(verdict.action, Action::Accept | Action::Quarantine) {
+        // Forged headers are deleted before ours are added: incoming tag headers
+        // (a sender must not pass for the filter), then clamd's X-Virus-* edits.
+        let tag = &policy.headers.tag_header;
+        let mut headers = HeaderEdit::delete_all(msg, |name| name.eq_ignore_ascii_case(tag));
+        if let Some(result) = &outcome {
+            headers.extend(rules::virus::virus_headers(msg, result, policy));
+        }
         headers.append(&mut verdict.headers);
         verdict.headers = headers;
     }

@@ -5,7 +5,12 @@
 //! [`Action`], the SMTP reply the sender sees, header edits, and the reasons that
 //! the log line, the metrics and `scan --json` report.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use serde::Serialize;
+
+use crate::message::Message;
 
 /// What happens to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -106,6 +111,42 @@ pub enum HeaderEdit {
     },
     /// Delete the `index`-th (from 1) header of that name.
     Delete { name: String, index: u32 },
+}
+
+impl HeaderEdit {
+    /// Deletes every header of the message whose name `matches`, so that what a
+    /// sender wrote cannot pass for what the filter adds.
+    ///
+    /// Deletes use CHGHEADER with an empty value and the index of the header among
+    /// those of the same name (from 1, case-insensitive). Postfix turns a deleted
+    /// header into a "deleted text" record that later lookups skip (cleanup_milter.c:
+    /// `cleanup_find_header_start` skips `REC_TYPE_DTXT`), so the indexes of the
+    /// headers after it shift down by one; Sendmail keeps the slot. Deleting from the
+    /// highest index down is right under both.
+    pub fn delete_all(msg: &Message, matches: impl Fn(&str) -> bool) -> Vec<HeaderEdit> {
+        // Per name (case-insensitive), in the order first seen: the spelling seen
+        // first and how many there are.
+        let mut counts: Vec<(String, u32)> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for h in msg.headers.iter().filter(|h| matches(&h.name)) {
+            match slot.entry(h.name.to_ascii_lowercase()) {
+                Entry::Occupied(e) => counts[*e.get()].1 += 1,
+                Entry::Vacant(e) => {
+                    e.insert(counts.len());
+                    counts.push((h.name.clone(), 1));
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .flat_map(|(name, count)| {
+                (1..=count).rev().map(move |index| HeaderEdit::Delete {
+                    name: name.clone(),
+                    index,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Why a rule fired: the rule's name, the article of the regulation it enforces

@@ -573,3 +573,51 @@ fn a_tagged_rule_never_hides_another_rules_refusal() {
     assert_eq!(verdict.reasons.len(), MAX_REASONS);
     assert!(verdict.reasons.iter().any(|r| r.rule == "executable"));
 }
+
+#[test]
+fn forged_policy_tags_are_deleted_and_ours_added_after() {
+    use congvu_milter::message::Message;
+    use congvu_milter::pipeline::decide;
+    use congvu_milter::policy::LoadedPolicy;
+    use congvu_milter::verdict::{Action, HeaderEdit};
+
+    let raw = b"From: a@x.test\r\nX-Congvu-Policy: none (checked)\r\nSubject: s\r\nx-congvu-policy: none\r\n\r\nhi\r\n";
+    let clean = Message::from_eml(raw);
+    let policy = LoadedPolicy::from_text(
+        "[clamav]\nenabled = false\n",
+        std::path::Path::new("p.toml"),
+    )
+    .unwrap()
+    .policy;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let verdict = runtime.block_on(decide(&clean, &policy, None)).verdict;
+    assert_eq!(verdict.action, Action::Accept);
+    let deleted = |index| HeaderEdit::Delete {
+        name: "X-Congvu-Policy".into(),
+        index,
+    };
+    assert_eq!(verdict.headers, vec![deleted(2), deleted(1)]);
+
+    // A tagged message: the forged tags go first, then ours is added.
+    let files = vec![("setup.exe".to_string(), b"MZ".to_vec())];
+    let mut tagged = b"X-Congvu-Policy: none\r\n".to_vec();
+    tagged.extend(message_with_files(&files));
+    let monitor = LoadedPolicy::from_text(
+        "mode = \"monitor\"\n[clamav]\nenabled = false\n",
+        std::path::Path::new("m.toml"),
+    )
+    .unwrap()
+    .policy;
+    let verdict = runtime
+        .block_on(decide(&Message::from_eml(&tagged), &monitor, None))
+        .verdict;
+    assert_eq!(verdict.action, Action::Accept);
+    assert_eq!(verdict.headers[0], deleted(1));
+    assert!(
+        matches!(&verdict.headers[1], HeaderEdit::Add { name, value } if name == "X-Congvu-Policy" && value.starts_with("executable")),
+        "{:?}",
+        verdict.headers
+    );
+}

@@ -108,12 +108,7 @@ pub fn evaluate(outcome: &ScanOutcome, policy: &Policy) -> Vec<Violation> {
 /// `X-Virus-Status: Clean | Infected (Signature) | Unscanned` are appended.
 /// `Clean` only when every part was scanned and found clean.
 ///
-/// Deletes use CHGHEADER with an empty value and the index of the header among
-/// those of the same name (from 1, case-insensitive). Postfix turns a deleted
-/// header into a "deleted text" record that later lookups skip (cleanup_milter.c:
-/// `cleanup_find_header_start` skips `REC_TYPE_DTXT`), so the indexes of the
-/// headers after it shift down by one; Sendmail keeps the slot. Deleting from the
-/// highest index down is right under both.
+/// The deletes are [`HeaderEdit::delete_all`]'s.
 ///
 /// Nothing when scanning is disabled. With `add_headers = false` forged headers
 /// are still removed, but none are added.
@@ -128,26 +123,7 @@ pub fn virus_headers(msg: &Message, outcome: &ScanOutcome, policy: &Policy) -> V
             || name.eq_ignore_ascii_case(&cfg.scanned_header)
             || name.eq_ignore_ascii_case(&cfg.status_header)
     };
-    // Per name (case-insensitive): the spelling seen first and how many there are.
-    let mut counts: Vec<(String, u32)> = Vec::new();
-    for h in msg.headers.iter().filter(|h| ours(&h.name)) {
-        match counts
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&h.name))
-        {
-            Some((_, c)) => *c += 1,
-            None => counts.push((h.name.clone(), 1)),
-        }
-    }
-    let mut edits: Vec<HeaderEdit> = counts
-        .into_iter()
-        .flat_map(|(name, count)| {
-            (1..=count).rev().map(move |index| HeaderEdit::Delete {
-                name: name.clone(),
-                index,
-            })
-        })
-        .collect();
+    let mut edits = HeaderEdit::delete_all(msg, ours);
     if cfg.add_headers {
         edits.push(HeaderEdit::Add {
             name: cfg.scanned_header.clone(),

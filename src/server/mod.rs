@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::metrics;
 use crate::milter::budget::MemoryBudget;
-use crate::milter::session::{SessionConfig, run_session};
+use crate::milter::session::{SessionConfig, SessionStats, run_session};
 use crate::policy::{ListenAddr, LoadedPolicy};
 use crate::scan::Scanner;
 
@@ -185,6 +185,38 @@ fn session_config(loaded: &LoadedPolicy, budget: &Arc<MemoryBudget>) -> SessionC
     }
 }
 
+/// Runs one milter session to its end and keeps the connection counts right even
+/// when the session panics (a bug): the panic is counted and logged, the
+/// connection is closed with the session's task, and the daemon goes on.
+async fn supervise<F>(id: u64, session: F)
+where
+    F: Future<Output = SessionStats> + Send + 'static,
+{
+    let m = metrics();
+    m.connections.inc();
+    m.connections_open.inc();
+    match tokio::spawn(session).await {
+        Ok(stats) if stats.is_protocol_error() => m.protocol_errors.inc(),
+        Ok(_) => {}
+        Err(e) if e.is_panic() => {
+            m.session_panics.inc();
+            let payload = e.into_panic();
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            tracing::error!(
+                connection = id,
+                "milter session panicked; its connection is closed: {}",
+                what.escape_debug()
+            );
+        }
+        Err(_) => {}
+    }
+    m.connections_open.dec();
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `on_thread_idle`, if given, runs on
 /// a runtime thread that has run out of work: at most once a second per thread
 /// while messages are in memory, and once more when none is left (the daemon
@@ -312,15 +344,9 @@ async fn serve(
                 let config = session_config(&state.policy(), &state.budget);
                 let filter = filter.clone();
                 let stop = stop.clone();
-                metrics().connections.inc();
-                metrics().connections_open.inc();
                 sessions.spawn(async move {
                     let _permit = permit;
-                    let stats = run_session(stream, filter, config, id, peer, stop).await;
-                    if stats.is_protocol_error() {
-                        metrics().protocol_errors.inc();
-                    }
-                    metrics().connections_open.dec();
+                    supervise(id, run_session(stream, filter, config, id, peer, stop)).await;
                 });
             }
         });
@@ -362,6 +388,23 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_session_is_counted_and_its_connection_closed() {
+        let m = metrics();
+        let open = m.connections_open.get();
+        let panics = m.session_panics.get();
+        supervise(7, async { panic!("boom") }).await;
+        assert_eq!(m.session_panics.get(), panics + 1);
+        assert_eq!(m.connections_open.get(), open);
+        supervise(8, async { SessionStats::default() }).await;
+        assert_eq!(
+            m.session_panics.get(),
+            panics + 1,
+            "a normal end is no panic"
+        );
+        assert_eq!(m.connections_open.get(), open);
+    }
 
     #[test]
     fn the_idle_hook_runs_once_a_second_and_once_more_when_the_daemon_goes_idle() {
