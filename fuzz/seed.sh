@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/TARGET from the fixtures (idempotent: files are named by
-# content, existing corpus entries are kept). Usage: fuzz/seed.sh
+# content, existing corpus entries are kept). The corpus is not tracked in git:
+# this script makes it from scratch in a fresh clone (every target fuzz/run.sh
+# runs gets a directory), and fuzz/run.sh calls it first. Usage: fuzz/seed.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 C=fuzz/corpus
