@@ -75,7 +75,7 @@ done
 add forwarding "$tmp"/fwd-*
 
 # Milter streams: one Postfix conversation per fixture message.
-FUZZ_SEED_DIR="$tmp/milter" cargo test -q --test fuzz_regressions write_milter_seeds -- --ignored >/dev/null
+FUZZ_SEED_DIR="$tmp/milter" cargo test -q --test tests fuzz_regressions::write_milter_seeds -- --ignored >/dev/null
 add milter_session "$tmp"/milter/*
 add milter_codec "$tmp"/milter/*
 rm -rf "$tmp"
