@@ -253,7 +253,7 @@ fn benches(c: &mut Criterion) {
 fn main() {
     // `cargo test --all-targets` runs bench targets without `--bench`: do nothing.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("benches/inspect.rs: run with `cargo bench --bench inspect`; skipped");
+        println!("bench/criterion/inspect.rs: run with `cargo bench --bench inspect`; skipped");
         return;
     }
     let mut c = Criterion::default()
