@@ -4,15 +4,16 @@
 # Builds once (`cargo fuzz build --sanitizer none -O -a`: stable toolchain, no
 # sanitizer, optimised, with debug assertions and overflow checks), then runs each
 # target for SECONDS (default 600), JOBS at a time (default 2), on the corpus in
-# fuzz/corpus/TARGET. A panic, a single input running past TIMEOUT s (default 10)
+# fuzz/corpus/TARGET (not tracked: made here by fuzz/seed.sh, grown by the runs,
+# gitignored). A panic, a single input running past TIMEOUT s (default 10)
 # and an RSS past RSS_MB MiB (default 2048) all count as crashes; their inputs land
 # in fuzz/artifacts/TARGET/ (gitignored). FORK=1 keeps going after a crash
 # (libFuzzer -fork=1 -ignore_crashes=1 ...) to collect several in one run.
-# The fixtures are (re)added to the corpus first (fuzz/seed.sh). At the end each
-# corpus is minimised (libFuzzer -merge=1, what `cargo fuzz cmin` does) and files
-# over CORPUS_MAX_FILE bytes (default 16 KiB) are dropped, which keeps the
-# committed corpus under ~20 MB (the larger seeds come back from seed.sh), and a
-# summary table is printed and saved to fuzz/artifacts/summary-DATE.txt.
+# The fixtures are (re)added to the corpus first (fuzz/seed.sh creates it when
+# missing). At the end each corpus is minimised (libFuzzer -merge=1, what
+# `cargo fuzz cmin` does) and files over CORPUS_MAX_FILE bytes (default 16 KiB)
+# are dropped, which keeps it small (the larger seeds come back from seed.sh),
+# and a summary table is printed and saved to fuzz/artifacts/summary-DATE.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/TARGET from the fixtures (idempotent: files are named by
-# content, existing corpus entries are kept). Usage: fuzz/seed.sh
+# content, existing corpus entries are kept). The corpus is not tracked in git:
+# this script makes it from scratch in a fresh clone (every target fuzz/run.sh
+# runs gets a directory), and fuzz/run.sh calls it first. Usage: fuzz/seed.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 C=fuzz/corpus
@@ -73,7 +75,7 @@ done
 add forwarding "$tmp"/fwd-*
 
 # Milter streams: one Postfix conversation per fixture message.
-FUZZ_SEED_DIR="$tmp/milter" cargo test -q --test fuzz_regressions write_milter_seeds -- --ignored >/dev/null
+FUZZ_SEED_DIR="$tmp/milter" cargo test -q --test tests fuzz_regressions::write_milter_seeds -- --ignored >/dev/null
 add milter_session "$tmp"/milter/*
 add milter_codec "$tmp"/milter/*
 rm -rf "$tmp"

@@ -2,15 +2,13 @@
 //! in-repo client playing Postfix; signals, policy reloads, hostile peers, the
 //! metrics endpoint, and the command line (`check-config`, `scan`).
 
-mod daemon_support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::daemon_support::{self, Daemon};
 use congvu_milter::message::Envelope;
 use congvu_milter::milter::client::{MessageOutcome, MilterClient, Offer, Stage, StageMacros};
 use congvu_milter::milter::codec::{Family, Reply, protocol};
-use daemon_support::Daemon;
 use tokio::io::AsyncWriteExt;
 
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -4,14 +4,12 @@
 //! congvu-milter; the milter there refuses the automatic forward, while a manual
 //! forward by the same user to the same address goes through. In both scopes.
 
-mod common;
-mod daemon_support;
-
 use std::time::Duration;
 
-use common::mail::crlf;
-use common::postfix::{Postfix, PostfixOptions};
-use daemon_support::Daemon;
+use crate::common;
+use crate::common::mail::crlf;
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::daemon_support::Daemon;
 
 const USER: &str = "ngocnt_stttt@bacgiang.gov.vn";
 const WAIT: Duration = Duration::from_secs(30);

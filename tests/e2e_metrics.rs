@@ -2,15 +2,13 @@
 //! move each counter by exactly what they should, and `/readyz` follows clamd
 //! going away and coming back.
 
-mod common;
-mod daemon_support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::clamd::{Clamd, ClamdOptions, eicar};
-use common::postfix::{Postfix, PostfixOptions};
-use daemon_support::Daemon;
+use crate::common;
+use crate::common::clamd::{Clamd, ClamdOptions, eicar};
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::daemon_support::Daemon;
 
 const SENDER: &str = "sender@example.org";
 const RCPT: &str = "user@bacgiang.gov.vn";

@@ -4,16 +4,14 @@
 //! arrives behind Postfix, one case per rule, and that the offline `scan` command
 //! gives the same verdict as the daemon on every message fixture.
 
-mod common;
-mod daemon_support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::clamd::{Clamd, ClamdOptions, eicar};
-use common::mail::crlf;
-use common::postfix::{Postfix, PostfixOptions};
-use daemon_support::Daemon;
+use crate::common;
+use crate::common::clamd::{Clamd, ClamdOptions, eicar};
+use crate::common::mail::crlf;
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::daemon_support::Daemon;
 
 const SENDER: &str = "sender@example.org";
 const LOCAL_RCPT: &str = "user@bacgiang.gov.vn";

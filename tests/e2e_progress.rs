@@ -6,15 +6,13 @@
 //! The slow clamd is a fake (a real clamd does not stall on demand): it reads a
 //! whole INSTREAM, waits, then answers `stream: OK`.
 
-mod common;
-mod daemon_support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::postfix::{Postfix, PostfixOptions};
-use daemon_support::Daemon;
+use crate::common;
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::daemon_support::Daemon;
 
 /// A clamd that answers every scan after `delay`, and PING at once.
 fn slow_clamd(delay: Duration) -> u16 {

@@ -5,7 +5,7 @@
 //! have caught in its own code (see the harness's panic policy).
 //!
 //! Also home of the milter-session seed writer used by `fuzz/seed.sh`
-//! (`FUZZ_SEED_DIR=... cargo test --test fuzz_regressions -- --ignored`).
+//! (`FUZZ_SEED_DIR=... cargo test --test tests fuzz_regressions::write_milter_seeds -- --ignored`).
 
 #[path = "../fuzz/harness/mod.rs"]
 mod harness;

@@ -2,12 +2,10 @@
 //! `miltertest`) runs the Lua scripts in `tests/miltertest/` against the real
 //! daemon.
 
-mod daemon_support;
-
 use std::path::Path;
 use std::process::Command;
 
-use daemon_support::Daemon;
+use crate::daemon_support::Daemon;
 
 fn run_script(daemon: &Daemon, script: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

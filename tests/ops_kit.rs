@@ -10,18 +10,16 @@
 //! `contrib/debian/build-deb.sh` when missing). A missing tool fails the test with a
 //! message saying what to install; nothing is skipped.
 
-mod daemon_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::daemon_support::{self, Daemon};
 use congvu_milter::message::Envelope;
 use congvu_milter::milter::client::{MilterClient, Offer, StageMacros};
 use congvu_milter::milter::codec::Family;
-use daemon_support::Daemon;
 
 // ---------------------------------------------------------------------------
 // helpers

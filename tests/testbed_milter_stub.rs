@@ -4,10 +4,9 @@
 //! unreachable milter gives `milter_default_action`, and the async helpers
 //! don't block a current-thread tokio runtime that also serves the milter.
 
-mod common;
-
-use common::postfix::{Postfix, PostfixOptions};
-use common::smtp::Stage;
+use crate::common;
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::common::smtp::Stage;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

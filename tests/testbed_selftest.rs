@@ -3,11 +3,10 @@
 //! over a hand-written zINSTREAM exchange, and the tools later tests call
 //! are installed.
 
-mod common;
-
-use common::clamd::{self, Clamd, ClamdOptions};
-use common::postfix::{Postfix, PostfixOptions};
-use common::smtp::Stage;
+use crate::common;
+use crate::common::clamd::{self, Clamd, ClamdOptions};
+use crate::common::postfix::{Postfix, PostfixOptions};
+use crate::common::smtp::Stage;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;

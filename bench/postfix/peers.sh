@@ -91,14 +91,14 @@ sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:'"$2"'/readyz", timeout=2
 }
 congvu_stop() { stop_group "$1/milter.pid" congvu-milter 35; }
 
-# examples/null-milter.rs: congvu-milter's protocol layer alone, accepting every
+# bench/tools/null-milter.rs: congvu-milter's protocol layer alone, accepting every
 # message unread; what feeding any milter costs Postfix (configuration n).
 NULL_MILTER=$REPO/target/release/examples/null-milter
 null_milter_start() { # DIR PORT
     local dir=$1 port=$2
     mkdir -p "$dir"
     require_port_free "$port" "null-milter"
-    if [[ ! -x $NULL_MILTER ]] || [[ -n $(find "$REPO/src" "$REPO/examples" -newer "$NULL_MILTER" -print -quit) ]]; then
+    if [[ ! -x $NULL_MILTER ]] || [[ -n $(find "$REPO/src" "$REPO/bench/tools" -newer "$NULL_MILTER" -print -quit) ]]; then
         say "building $NULL_MILTER (cargo build --release --example null-milter)"
         (cd "$REPO" && cargo build --release --example null-milter) >"$dir/build.log" 2>&1 ||
             { show_tail "$dir/build.log" 30; die "cargo build --example null-milter failed"; }

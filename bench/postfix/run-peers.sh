@@ -2,9 +2,9 @@
 # Throughput through a real Postfix into smtp-sink, 8 parallel SMTP sessions, on a
 # realistic mix (make-mix.py), for five configurations:
 #   a  Postfix alone
-#   n  Postfix + null-milter (examples/null-milter.rs: congvu-milter's protocol layer
-#      alone, stores each message and accepts it unread): what feeding any milter
-#      costs Postfix; only with --configs ...,n,...
+#   n  Postfix + null-milter (bench/tools/null-milter.rs: congvu-milter's protocol
+#      layer alone, stores each message and accepts it unread): what feeding any
+#      milter costs Postfix; only with --configs ...,n,...
 #   b  Postfix + congvu-milter, [clamav] enabled = false
 #   c  Postfix + congvu-milter with ClamAV
 #   d  Postfix + clamav-milter (Debian) on the same clamd

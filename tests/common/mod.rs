@@ -4,8 +4,9 @@
 //! small SMTP client ([`smtp`]). Everything listens on 127.0.0.1 only and
 //! lives in its own directory under /tmp, so tests can run concurrently.
 //!
-//! Use it from an integration test with `mod common;`. The packages it needs
-//! are installed by `tests/testbed/install.sh` (run by `tests/run.sh`).
+//! Declared once in tests/tests.rs; a subject module uses it as `crate::common`.
+//! The packages it needs are installed by `tests/testbed/install.sh` (run by
+//! `tests/run.sh`).
 //!
 //! Set `TESTBED_KEEP=1` to keep the temporary directories (configuration,
 //! logs, queue, received messages) after a test, for post-mortems.

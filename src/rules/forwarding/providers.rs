@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-/// The curated default: global and Vietnamese-popular webmail providers
-/// (`shared/forwarding-signals.md`). `vnn.vn` (VNPT ISP mail) is left to the admins.
+/// The curated default: global and Vietnamese-popular webmail providers (the
+/// README's `public_providers`). `vnn.vn` (VNPT ISP mail) is left to the admins.
 pub const DEFAULT_PROVIDERS: &[&str] = &[
     // Google
     "gmail.com",

@@ -2,7 +2,8 @@
 //! keep what is not forwarding (lists, auto-replies, bounces, a person's
 //! redirect) from tripping the checks that such mail can also set off.
 //!
-//! Facts and header forms: `shared/forwarding-signals.md`.
+//! Each signal on a message shaped like the real system's: `fixtures/forwarding/`
+//! (its README.md lists the cases).
 
 use crate::address;
 use crate::message::Message;
