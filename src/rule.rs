@@ -24,6 +24,31 @@ pub enum RuleAction {
     Tag,
 }
 
+/// `[clamav] on_failure`: the action of the internal clamd rules, for a message
+/// that no clamd could give an answer for (down, timeout, ERROR reply, clamd's
+/// size limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// 451 4.7.1: the sender retries later; nothing passes unscanned.
+    #[default]
+    Tempfail,
+    /// Deliver, with `X-Virus-Status: Unscanned`.
+    Accept,
+    /// Refuse for good (5xx).
+    Reject,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Tempfail => "tempfail",
+            OnFailure::Accept => "accept",
+            OnFailure::Reject => "reject",
+        }
+    }
+}
+
 /// Where a rule's action comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {

@@ -449,7 +449,7 @@ where
                 Ok(Flow::Next)
             }
             Command::Unknown(verb) => {
-                debug!(%verb, "unknown SMTP command");
+                debug!(?verb, "unknown SMTP command");
                 self.reply_unless(neg, protocol::NR_UNKN, Reply::Continue)
                     .await?;
                 Ok(Flow::Next)

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::{Mode, Policy};
 use crate::address;
 use crate::message::Message;
-use crate::rule::{Control, RuleAction, Violation};
-use crate::scan::OnFailure;
+use crate::rule::{Control, OnFailure, RuleAction, Violation};
+
 use crate::verdict::{Action, Finding, HeaderEdit, Reason, SmtpReply, TEMPFAIL_TEXT};
 
 /// One `[rules.NAME]` table. Every key is optional; unset keys take the rule's

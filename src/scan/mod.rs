@@ -11,6 +11,7 @@ pub mod pool;
 use serde::Deserialize;
 
 use crate::policy::{ByteSize, Policy, Problem, Seconds};
+pub use crate::rule::OnFailure;
 
 pub use clamd::{ClamdAddr, ClamdAnswer, ClamdError};
 pub use pool::{EndpointHealth, Scanner};
@@ -25,30 +26,6 @@ pub enum ScanMode {
     Attachments,
     /// The raw message as one stream, as clamav-milter does (clamd decodes MIME).
     Message,
-}
-
-/// What happens to a message that no clamd could give an answer for (down,
-/// timeout, ERROR reply, clamd's size limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    /// 451 4.7.1: the sender retries later; nothing passes unscanned.
-    #[default]
-    Tempfail,
-    /// Deliver, with `X-Virus-Status: Unscanned`.
-    Accept,
-    /// Refuse for good (5xx).
-    Reject,
-}
-
-impl OnFailure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnFailure::Tempfail => "tempfail",
-            OnFailure::Accept => "accept",
-            OnFailure::Reject => "reject",
-        }
-    }
 }
 
 /// `[clamav]`.

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::inspect::names::display_name;
 use crate::message::Message;
 use crate::metrics::metrics;
 use crate::pipeline::Facts;
@@ -116,7 +117,7 @@ fn log_line(
                 rule = FORWARDING.name,
                 signal = *s,
                 direction = f.direction.as_str(),
-                peer = %f.peer_domain,
+                peer = %for_log(&f.peer_domain),
                 public = f.public,
                 "forwarding signal fired"
             );
@@ -124,7 +125,7 @@ fn log_line(
     }
     let client = match msg.connection.addr {
         Some(a) => a.to_string(),
-        None => msg.connection.hostname.clone(),
+        None => for_log(&msg.connection.hostname),
     };
     // A rule that fired on several files is one rule of this message.
     let mut rules: Vec<&str> = Vec::new();
@@ -133,11 +134,6 @@ fn log_line(
             rules.push(r.rule.as_str());
         }
     }
-    let details: Vec<String> = verdict
-        .reasons
-        .iter()
-        .map(|r| format!("{} ({}): {}", r.rule, r.article, r.detail))
-        .collect();
     let reply = verdict
         .reply
         .as_ref()
@@ -145,16 +141,55 @@ fn log_line(
     tracing::info!(
         queue_id = %id,
         client = %client,
-        sender = %format!("<{}>", msg.envelope.sender),
-        recipients = %msg.envelope.recipients.join(","),
+        sender = %format!("<{}>", for_log(&msg.envelope.sender)),
+        recipients = %for_log(&msg.envelope.recipients.join(",")),
         size = msg.raw.len() as u64,
         action = verdict.action.as_str(),
         rules = %rules.join(","),
         stage = stage.as_str(),
         reply = reply.as_deref().unwrap_or(""),
-        reasons = %details.join("; "),
+        reasons = %reasons_text(verdict),
         elapsed_ms = elapsed.as_millis() as u64,
         "{id}: {}",
         verdict.action.as_str()
     );
+}
+
+/// The reasons of a verdict for the log line: `rule (article): detail; ...`.
+fn reasons_text(verdict: &Verdict) -> String {
+    let details: Vec<String> = verdict
+        .reasons
+        .iter()
+        .map(|r| format!("{} ({}): {}", r.rule, r.article, r.detail))
+        .collect();
+    for_log(&details.join("; "))
+}
+
+/// Text a sender chose (names, addresses, header values), made safe for one log
+/// line: control, direction and zero-width characters are written as `<U+XXXX>`,
+/// so that nothing can end the line, forge another one or hide what it says.
+fn for_log(text: &str) -> String {
+    display_name(text, usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Reason;
+
+    #[test]
+    fn names_cannot_forge_log_lines() {
+        let mut verdict = Verdict::accept();
+        verdict.reasons.push(Reason {
+            rule: "executable".into(),
+            article: "Điều 4 khoản 7".into(),
+            detail: "\"a.exe\nAB12: accept\u{1b}[2J\u{202E}fdp.exe\"".into(),
+        });
+        let text = reasons_text(&verdict);
+        assert!(!text.chars().any(char::is_control), "{text}");
+        assert_eq!(
+            text,
+            "executable (Điều 4 khoản 7): \"a.exe<U+000A>AB12: accept<U+001B>[2J<U+202E>fdp.exe\""
+        );
+    }
 }
