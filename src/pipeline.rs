@@ -117,17 +117,12 @@ fn file_facts(inspection: &Inspection) -> Vec<FileFact> {
         .collect()
 }
 
+/// A bounded label for an archive format: the format's name, `unsupported` for
+/// every format the filter cannot open.
 fn archive_label(kind: ArchiveKind) -> &'static str {
     match kind {
-        ArchiveKind::Zip => "zip",
-        ArchiveKind::SevenZip => "7z",
-        ArchiveKind::Tar => "tar",
-        ArchiveKind::Gzip => "gzip",
-        ArchiveKind::Bzip2 => "bzip2",
-        ArchiveKind::Xz => "xz",
-        ArchiveKind::Rar4 => "rar4",
-        ArchiveKind::Rar5 => "rar5",
         ArchiveKind::Unsupported(_) => "unsupported",
+        known => crate::inspect::archive::format_name(known),
     }
 }
 

@@ -10,6 +10,10 @@ use bytes::Bytes;
 use congvu_milter::inspect::{inspect_message, inspect_message_shared};
 use congvu_milter::policy::LimitsSection;
 
+#[path = "../bench/sample_data.rs"]
+mod sample_data;
+use sample_data::base64_lines;
+
 struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -35,26 +39,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 const MIB: usize = 1024 * 1024;
-
-fn base64_lines(data: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
-    for line in data.chunks(57) {
-        for chunk in line.chunks(3) {
-            let b = |i: usize| chunk.get(i).copied().unwrap_or(0) as u32;
-            let n = b(0) << 16 | b(1) << 8 | b(2);
-            for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-                out.push(if k <= chunk.len() {
-                    ALPHABET[(n >> shift & 63) as usize]
-                } else {
-                    b'='
-                });
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
 
 /// About 20 MB: a text body, a base64 attachment and an 8-bit attachment, and an
 /// attached message with a base64 attachment of its own.

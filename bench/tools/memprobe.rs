@@ -23,6 +23,10 @@ use congvu_milter::pipeline;
 use congvu_milter::policy::LoadedPolicy;
 use congvu_milter::rules;
 
+#[path = "../sample_data.rs"]
+mod sample_data;
+use sample_data::{base64_lines, pseudo_random};
+
 struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -75,38 +79,6 @@ fn status_kib(key: &str) -> u64 {
 
 fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out.extend_from_slice(&seed.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn base64_lines(data: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
-    for line in data.chunks(57) {
-        for chunk in line.chunks(3) {
-            let b = |i: usize| chunk.get(i).copied().unwrap_or(0) as u32;
-            let n = b(0) << 16 | b(1) << 8 | b(2);
-            for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-                out.push(if k <= chunk.len() {
-                    ALPHABET[(n >> shift & 63) as usize]
-                } else {
-                    b'='
-                });
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// About 20 MB: body text, a PDF-like attachment (15 MB once base64-encoded) and
