@@ -3,7 +3,6 @@
 //! background PING probe that takes failing endpoints out of service and puts
 //! them back, bounded concurrency, and a deadline per message.
 
-use crate::metrics::metrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use tokio::time::{MissedTickBehavior, timeout_at};
 use super::clamd::{ClamdAddr, ClamdAnswer, ClamdError};
 use super::{ClamavPolicy, ScanOutcome, ScanProblem};
 use crate::inspect::ScanPart;
+use crate::metrics::{Metrics, metrics};
 
 /// Health and counters of one endpoint, for logs, metrics and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +60,29 @@ struct State {
 struct Endpoint {
     name: String,
     addr: ClamdAddr,
+    /// The daemon's metrics; `None` in the offline `scan` command and in tests.
+    metrics: Option<&'static Metrics>,
     permits: Semaphore,
     in_flight: AtomicUsize,
     state: Mutex<State>,
+}
+
+/// Counts one clamd answer in the metrics.
+fn count_answer(m: &Metrics, endpoint: &str, answer: &ClamdAnswer, elapsed: Duration) {
+    let result = match answer {
+        ClamdAnswer::Clean => "clean",
+        ClamdAnswer::Infected(_) => "infected",
+        ClamdAnswer::SizeLimit(_) => "size_limit",
+        ClamdAnswer::Error(_) => "error",
+    };
+    m.clamd_scans.with_label_values(&[endpoint, result]).inc();
+    m.clamd_scan_seconds
+        .with_label_values(&[endpoint])
+        .observe(elapsed.as_secs_f64());
+    if matches!(answer, ClamdAnswer::Error(_)) {
+        m.clamd_errors.with_label_values(&[endpoint]).inc();
+    }
+    m.clamd_endpoint_up.with_label_values(&[endpoint]).set(1);
 }
 
 impl Endpoint {
@@ -77,21 +97,9 @@ impl Endpoint {
 
     /// An answer: counts it, and puts the endpoint back in service.
     fn answered(&self, answer: &ClamdAnswer, elapsed: Duration) {
-        let m = metrics();
-        let result = match answer {
-            ClamdAnswer::Clean => "clean",
-            ClamdAnswer::Infected(_) => "infected",
-            ClamdAnswer::SizeLimit(_) => "size_limit",
-            ClamdAnswer::Error(_) => "error",
-        };
-        m.clamd_scans.with_label_values(&[&self.name, result]).inc();
-        m.clamd_scan_seconds
-            .with_label_values(&[&self.name])
-            .observe(elapsed.as_secs_f64());
-        if matches!(answer, ClamdAnswer::Error(_)) {
-            m.clamd_errors.with_label_values(&[&self.name]).inc();
+        if let Some(m) = self.metrics {
+            count_answer(m, &self.name, answer, elapsed);
         }
-        m.clamd_endpoint_up.with_label_values(&[&self.name]).set(1);
         let back = {
             let mut s = self.state();
             s.scans += 1;
@@ -114,18 +122,19 @@ impl Endpoint {
 
     /// A failure before any answer: takes the endpoint out of service.
     fn failed(&self, error: &ClamdError, probe: bool) {
-        let m = metrics();
-        m.clamd_endpoint_up.with_label_values(&[&self.name]).set(0);
-        if !probe {
-            let result = if error.is_timeout() {
-                "timeout"
-            } else {
-                "no_answer"
-            };
-            m.clamd_scans.with_label_values(&[&self.name, result]).inc();
-            m.clamd_errors.with_label_values(&[&self.name]).inc();
-            if error.is_timeout() {
-                m.clamd_timeouts.with_label_values(&[&self.name]).inc();
+        if let Some(m) = self.metrics {
+            m.clamd_endpoint_up.with_label_values(&[&self.name]).set(0);
+            if !probe {
+                let result = if error.is_timeout() {
+                    "timeout"
+                } else {
+                    "no_answer"
+                };
+                m.clamd_scans.with_label_values(&[&self.name, result]).inc();
+                m.clamd_errors.with_label_values(&[&self.name]).inc();
+                if error.is_timeout() {
+                    m.clamd_timeouts.with_label_values(&[&self.name]).inc();
+                }
             }
         }
         let out = {
@@ -148,10 +157,9 @@ impl Endpoint {
     }
 
     fn probe_ok(&self) {
-        metrics()
-            .clamd_endpoint_up
-            .with_label_values(&[&self.name])
-            .set(1);
+        if let Some(m) = self.metrics {
+            m.clamd_endpoint_up.with_label_values(&[&self.name]).set(1);
+        }
         let back = {
             let mut s = self.state();
             s.consecutive_failures = 0;
@@ -226,21 +234,34 @@ type PartResult = Result<Option<String>, ScanProblem>;
 impl Scanner {
     /// Builds the pool from `[clamav]`. Every endpoint starts in service; when
     /// called inside a tokio runtime, the probe task starts and PINGs each
-    /// endpoint at once, then every `probe_interval`.
+    /// endpoint at once, then every `probe_interval`. It counts nothing in the
+    /// process's metrics: the offline `scan` command and tests use it.
     pub fn new(cfg: &ClamavPolicy) -> Result<Scanner, String> {
+        Scanner::build(cfg, None)
+    }
+
+    /// The pool of the daemon, which reports scans and endpoint health to the
+    /// process's metrics.
+    pub fn reporting_metrics(cfg: &ClamavPolicy) -> Result<Scanner, String> {
+        Scanner::build(cfg, Some(metrics()))
+    }
+
+    fn build(cfg: &ClamavPolicy, metrics: Option<&'static Metrics>) -> Result<Scanner, String> {
         if cfg.endpoints.is_empty() {
             return Err("[clamav] endpoints: no clamd endpoint".into());
         }
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         for text in &cfg.endpoints {
             let addr = ClamdAddr::parse(text).map_err(|e| format!("[clamav] endpoints: {e}"))?;
-            metrics()
-                .clamd_endpoint_up
-                .with_label_values(&[&addr.to_string()])
-                .set(1);
+            if let Some(m) = metrics {
+                m.clamd_endpoint_up
+                    .with_label_values(&[&addr.to_string()])
+                    .set(1);
+            }
             endpoints.push(Endpoint {
                 name: addr.to_string(),
                 addr,
+                metrics,
                 permits: Semaphore::new(cfg.max_concurrent_scans.max(1)),
                 in_flight: AtomicUsize::new(0),
                 state: Mutex::new(State {

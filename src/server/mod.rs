@@ -165,7 +165,7 @@ fn build_scanner(loaded: &LoadedPolicy) -> Option<Scanner> {
     if !cfg.enabled {
         return None;
     }
-    match Scanner::new(cfg) {
+    match Scanner::reporting_metrics(cfg) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!("cannot set up clamd scanning: {e}");
