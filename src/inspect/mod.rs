@@ -2,7 +2,8 @@
 //! what is inside them. Facts only; the rules in `crate::rules` decide.
 //!
 //! Two layers: [`file`] tells everything about one file's bytes (its real type by
-//! content, and, for an archive, every entry inside, recursively); the MIME walk
+//! content, and, for an archive, every entry inside, recursively, within the
+//! message's [`budget`]); the MIME walk
 //! finds every file in a message (attachments, nested messages, uuencoded blocks,
 //! TNEF) and collects the facts into an [`Inspection`].
 

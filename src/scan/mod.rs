@@ -3,7 +3,8 @@
 //! [`clamd`] talks to one clamd (PING, zINSTREAM, reply parsing); [`pool`] spreads
 //! scans over several clamd with health probing, failover, timeouts and a deadline
 //! per message. What a scan found is a [`ScanOutcome`]; `crate::rules::virus` turns
-//! it into violations, the failure decision and the `X-Virus-*` headers.
+//! it into violations (a virus, or the internal clamd-failure rules that the
+//! policy's judge answers with `on_failure`) and the `X-Virus-*` headers.
 
 pub mod clamd;
 pub mod pool;

@@ -1,5 +1,7 @@
 //! The daemon: listeners, the connection cap, the policy in force (reloaded on
-//! SIGHUP), graceful shutdown (SIGTERM/SIGINT), and the one log line per message.
+//! SIGHUP), graceful shutdown (SIGTERM/SIGINT), the HTTP endpoint (`http`:
+//! metrics and health), and the one reporting step per verdict (`report`: the
+//! log line and the metrics).
 
 mod filter;
 mod http;
