@@ -870,9 +870,16 @@ fn postfix_snippets_are_valid_and_consistent() {
         get(dir.path(), "non_smtpd_milters"),
         "unix:/congvu-milter/milter.sock"
     );
+    // The shipped policy listens where chrooted smtpd looks: the spool directory
+    // (Debian's chroot) plus the socket name Postfix uses.
     assert!(
-        single.contains("#smtpd_milters = inet:127.0.0.1:8891"),
-        "the loopback TCP alternative is not documented"
+        milter_listen.contains(&"unix:/var/spool/postfix/congvu-milter/milter.sock".to_owned()),
+        "main.cf.single names unix:/congvu-milter/milter.sock below the chroot \
+         /var/spool/postfix; the shipped policy listens on {milter_listen:?}"
+    );
+    assert!(
+        single.contains("#smtpd_milters = inet:ADDRESS:8891"),
+        "the TCP alternative for another host is not documented"
     );
     assert_eq!(get(dir.path(), "milter_protocol"), "6");
     assert_eq!(get(dir.path(), "milter_default_action"), "tempfail");
@@ -927,11 +934,21 @@ fn postfix_snippets_are_valid_and_consistent() {
         limit > max_message,
         "postfix-out message_size_limit {limit}"
     );
+    // postfix-out's smtpd is chrooted in its own spool: the socket the snippets
+    // tell the admin to add to [milter] listen is the one it names.
     let out_milter = get(out_dir.path(), "smtpd_milters");
-    assert!(
-        milter_listen.contains(&out_milter),
-        "postfix-out uses {out_milter}, the shipped policy listens on {milter_listen:?}"
-    );
+    assert_eq!(out_milter, "unix:/congvu-milter/milter.sock");
+    let out_listen = "unix:/var/spool/postfix-out/congvu-milter/milter.sock";
+    for doc in [
+        "postfix/outbound-instance/main.cf.postfix-out",
+        "postfix/outbound-instance/setup-outbound.sh",
+        "postfix/README.md",
+    ] {
+        assert!(
+            read(&contrib(doc)).contains(out_listen),
+            "{doc} does not tell to add {out_listen} to [milter] listen"
+        );
+    }
     assert_eq!(
         postconf(
             out_dir.path(),
@@ -943,6 +960,42 @@ fn postfix_snippets_are_valid_and_consistent() {
     let first_dir = postfix_dir(&format!("{single}\n{first}"), "");
     postconf(first_dir.path(), &["-n"]);
     assert_eq!(get(first_dir.path(), "relayhost"), "[127.0.0.1]:10026");
+}
+
+/// The README's Postfix lines, exactly as printed there, applied one by one to a
+/// Postfix configuration with `postconf -e`: each is accepted without a warning,
+/// and every parameter they set ends up as contrib/postfix/main.cf.single sets it
+/// (the snippet is the one source of truth; the README cannot drift from it).
+#[test]
+fn readme_postfix_lines_apply_cleanly_and_match_the_snippet() {
+    let readme = read(&root().join("README.md"));
+    let section = readme
+        .split("## Attaching it to Postfix")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README section \"Attaching it to Postfix\"");
+    let lines: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("postconf -e '")?.strip_suffix('\''))
+        .collect();
+    assert!(lines.len() >= 8, "too few postconf lines: {lines:?}");
+    let pasted = postfix_dir("", "");
+    for line in &lines {
+        postconf(pasted.path(), &["-e", line]);
+    }
+    let single = postfix_dir(&read(&contrib("postfix/main.cf.single")), "");
+    for line in &lines {
+        let name = line.split('=').next().expect("name").trim();
+        assert_eq!(
+            postconf(pasted.path(), &["-hx", name]),
+            postconf(single.path(), &["-hx", name]),
+            "README and contrib/postfix/main.cf.single disagree on {name}"
+        );
+    }
+    assert!(
+        section.contains("postfix check"),
+        "the README does not say to check the result"
+    );
 }
 
 /// setup-outbound.sh changes nothing unless told `--apply`: without arguments it
@@ -969,7 +1022,8 @@ fn setup_outbound_script_needs_an_explicit_argument() {
     for step in [
         "postmulti -e init",
         "postmulti -I postfix-out -G mta -e create",
-        "postconf -c /etc/postfix-out -e smtpd_milters = inet:127.0.0.1:8891",
+        "install -d -m 0750 -o congvu-milter -g postfix /var/spool/postfix-out/congvu-milter",
+        "postconf -c /etc/postfix-out -e smtpd_milters = unix:/congvu-milter/milter.sock",
         "postconf -c /etc/postfix-out -e milter_macro_daemon_name = outbound",
         "postconf -c /etc/postfix-out -M# smtp/inet",
         "postconf -e relayhost = [127.0.0.1]:10026",
@@ -1199,15 +1253,23 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         assert!(info.contains(field), "control lacks {field}:\n{info}");
     }
 
-    // Install.
-    let out = run(
-        Command::new("dpkg")
-            .arg("-i")
-            .arg(&deb)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        "dpkg",
-    );
-    assert!(out.status.success(), "dpkg -i:\n{}", text(&out));
+    // Install, with the spool of an outbound-hop instance present.
+    let out_spool = Path::new("/var/spool/postfix-out");
+    let made_out_spool = !out_spool.exists();
+    if made_out_spool {
+        std::fs::create_dir(out_spool).expect("mkdir /var/spool/postfix-out");
+    }
+    let dpkg_install = || {
+        let out = run(
+            Command::new("dpkg")
+                .arg("-i")
+                .arg(&deb)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            "dpkg",
+        );
+        assert!(out.status.success(), "dpkg -i:\n{}", text(&out));
+    };
+    dpkg_install();
 
     let out = run(
         Command::new("/usr/bin/congvu-milter").args([
@@ -1272,6 +1334,59 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     assert_eq!(meta.uid(), uid, "socket dir owner");
     assert_eq!(meta.gid(), postfix_gid, "socket dir group");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o750, "socket dir mode");
+    let out_meta = std::fs::metadata(out_spool.join("congvu-milter"))
+        .expect("/var/spool/postfix-out/congvu-milter exists");
+    assert_eq!(
+        (
+            out_meta.uid(),
+            out_meta.gid(),
+            out_meta.permissions().mode() & 0o7777
+        ),
+        (uid, postfix_gid, 0o750),
+        "socket dir of the outbound instance"
+    );
+
+    // Upgrades keep the admin's [milter] listen. A policy left at the TCP default
+    // of earlier releases: run the maintainer scripts as dpkg does when the new
+    // conffile replaces an unmodified old one.
+    let conf = Path::new("/etc/congvu-milter/congvu-milter.toml");
+    let shipped = read(&root().join("config/congvu-milter.toml"));
+    let with_tcp = shipped.replacen(
+        "listen = [\"unix:/var/spool/postfix/congvu-milter/milter.sock\"]",
+        "listen = [\"inet:127.0.0.1:8891\"]",
+        1,
+    );
+    assert_ne!(
+        with_tcp, shipped,
+        "the shipped policy's listen line changed"
+    );
+    std::fs::write(conf, &with_tcp).expect("policy");
+    let script = |name: &str, args: &[&str]| {
+        let out = run(
+            Command::new("sh")
+                .arg(format!("/var/lib/dpkg/info/{PKG}.{name}"))
+                .args(args),
+            "dash",
+        );
+        assert!(out.status.success(), "{name} {args:?}:\n{}", text(&out));
+        out
+    };
+    script("preinst", &["upgrade", "0.1.0"]);
+    std::fs::write(conf, &shipped).expect("policy");
+    let out = script("postinst", &["configure", "0.1.0"]);
+    assert!(
+        text(&out).contains("kept [milter] listen"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        read(conf),
+        with_tcp,
+        "postinst did not put the listen line back"
+    );
+    // A real upgrade over an edited policy keeps it too (dpkg's conffile rule).
+    dpkg_install();
+    assert_eq!(read(conf), with_tcp, "dpkg -i replaced an edited policy");
 
     // The installed daemon, as its user, creates its socket there for Postfix.
     serve_as_user_on_chroot_socket(postfix_gid);
@@ -1284,6 +1399,8 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         "/etc/congvu-milter",
         "/lib/systemd/system/congvu-milter.service",
         "/var/spool/postfix/congvu-milter",
+        "/var/spool/postfix-out/congvu-milter",
+        "/var/lib/congvu-milter",
         "/etc/systemd/system/multi-user.target.wants/congvu-milter.service",
     ] {
         assert!(
@@ -1292,6 +1409,9 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         );
     }
     assert!(user_exists(), "purge is documented to keep the system user");
+    if made_out_spool {
+        std::fs::remove_dir(out_spool).expect("rmdir /var/spool/postfix-out");
+    }
 }
 
 /// Runs /usr/bin/congvu-milter as congvu-milter (setpriv, with its groups) on

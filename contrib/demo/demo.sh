@@ -9,8 +9,9 @@
 #   sudo contrib/demo/demo.sh --stop    stop what a --keep run left running
 #
 # Uses 127.0.0.1:2525 (Postfix smtpd), 127.0.0.1:2526 (smtp-sink),
-# 127.0.0.1:8891 (milter) and 127.0.0.1:9898 (metrics), the clamd socket
-# /run/clamav/clamd.ctl (the shipped policy's), and /tmp/congvu-demo.
+# 127.0.0.1:9898 (metrics), the milter socket
+# /var/spool/postfix/congvu-milter/milter.sock and the clamd socket
+# /run/clamav/clamd.ctl (both the shipped policy's), and /tmp/congvu-demo.
 # Never touches /etc/postfix or the system's services' configuration.
 # Exit status 0 when every sample got the expected kind of answer.
 set -euo pipefail
@@ -26,7 +27,7 @@ source "$LAB/lib.sh"
 WORK=/tmp/congvu-demo
 SMTP_PORT=2525
 SINK_PORT=2526
-MILTER_PORT=8891 # config/congvu-milter.toml [milter] listen
+MILTER_SOCKET=/var/spool/postfix/congvu-milter/milter.sock # config/congvu-milter.toml [milter] listen
 METRICS_PORT=9898 # config/congvu-milter.toml [metrics] listen
 CLAMD_SOCKET=/run/clamav/clamd.ctl # config/congvu-milter.toml [clamav] endpoints
 POLICY=$REPO/config/congvu-milter.toml
@@ -61,6 +62,10 @@ stop_all() {
     bash "$LAB/postfix.sh" stop "$WORK/postfix" 2>/dev/null || true
     # The milter lets messages in flight finish (shutdown_grace 30 s).
     stop_group "$WORK/milter.pid" congvu-milter 35
+    if [[ -f $WORK/made-socket-dir ]]; then
+        rmdir "$(dirname "$MILTER_SOCKET")" 2>/dev/null || true
+        rm -f "$WORK/made-socket-dir"
+    fi
     bash "$LAB/clamd.sh" stop "$WORK/clamd" 2>/dev/null || true
 }
 
@@ -78,11 +83,10 @@ need_root "the test bed installs packages and runs Postfix's master; try: sudo $
 step "Checking that the demo's ports and clamd socket are free"
 preflight() {
     local port what state
-    for port in $SMTP_PORT $SINK_PORT $MILTER_PORT $METRICS_PORT; do
+    for port in $SMTP_PORT $SINK_PORT $METRICS_PORT; do
         case $port in
         "$SMTP_PORT") what="Postfix smtpd of the demo" ;;
         "$SINK_PORT") what="smtp-sink of the demo" ;;
-        "$MILTER_PORT") what="congvu-milter, [milter] listen of the shipped policy" ;;
         *) what="congvu-milter metrics, [metrics] listen of the shipped policy" ;;
         esac
         if port_listening "$port"; then
@@ -97,6 +101,15 @@ preflight() {
             exit 1
         fi
     done
+    if socket_answers "$MILTER_SOCKET"; then
+        printf '\ndemo.sh: %s ([milter] listen of the shipped policy) is in use.\n' "$MILTER_SOCKET" >&2
+        if pidfile_alive "$WORK/milter.pid"; then
+            echo "demo.sh: a previous 'demo.sh --keep' is still running: sudo $0 --stop" >&2
+        else
+            echo "demo.sh: stop that program (e.g. an installed congvu-milter: systemctl stop congvu-milter) and run the demo again." >&2
+        fi
+        exit 1
+    fi
     if command -v python3 >/dev/null 2>&1; then
         state=$(bash "$LAB/clamd.sh" ping --socket "$CLAMD_SOCKET" 2>/dev/null) || true
     else
@@ -113,7 +126,7 @@ preflight() {
     fi
 }
 preflight
-info "127.0.0.1:$SMTP_PORT $SINK_PORT $MILTER_PORT $METRICS_PORT and $CLAMD_SOCKET: free"
+info "127.0.0.1:$SMTP_PORT $SINK_PORT $METRICS_PORT, $MILTER_SOCKET and $CLAMD_SOCKET: free"
 
 # From here on, whatever we started is stopped on exit (error, Ctrl-C, end)
 # unless --keep and the demo ran to its end.
@@ -218,32 +231,39 @@ info "clamd pid $(<"$WORK/clamd/clamd.pid"), log $WORK/clamd/clamd.log"
 
 # ---------------------------------------------------------------------------
 step "Starting congvu-milter with the shipped policy (config/congvu-milter.toml)"
+# The socket directory the Debian package makes; made here (and removed at the
+# end) when the package is not installed.
+SOCKET_DIR=$(dirname "$MILTER_SOCKET")
+if [[ ! -d $SOCKET_DIR ]]; then
+    install -d -m 0750 -g postfix "$SOCKET_DIR"
+    touch "$WORK/made-socket-dir"
+fi
 info "$BIN serve --config $POLICY"
 spawn_group "$WORK/milter.pid" "$WORK/milter.log" "$BIN" serve --config "$POLICY"
 readyz() {
     python3 -c 'import sys, urllib.request
 sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:'"$METRICS_PORT"'/readyz", timeout=2).status == 200 else 1)' 2>/dev/null
 }
-milter_ready() { port_listening "$MILTER_PORT" && readyz; }
+milter_ready() { [[ -S $MILTER_SOCKET ]] && readyz; }
 rc=0
 wait_for 30 "$WORK/milter.pid" milter_ready || rc=$?
 if ((rc != 0)); then
     if ((rc == 2)); then
         echo "demo.sh: congvu-milter exited during startup:" >&2
     else
-        echo "demo.sh: congvu-milter is not ready (milter on 127.0.0.1:$MILTER_PORT, /readyz on 127.0.0.1:$METRICS_PORT) after 30 s:" >&2
+        echo "demo.sh: congvu-milter is not ready (milter on $MILTER_SOCKET, /readyz on 127.0.0.1:$METRICS_PORT) after 30 s:" >&2
     fi
     show_tail "$WORK/milter.log" 30
     exit 1
 fi
-info "milter on inet:127.0.0.1:$MILTER_PORT, /metrics on http://127.0.0.1:$METRICS_PORT/metrics (pid $(<"$WORK/milter.pid"))"
+info "milter on unix:$MILTER_SOCKET, /metrics on http://127.0.0.1:$METRICS_PORT/metrics (pid $(<"$WORK/milter.pid"))"
 info "log $WORK/milter.log"
 
 # ---------------------------------------------------------------------------
-step "Starting a private Postfix on 127.0.0.1:$SMTP_PORT (smtpd_milters = inet:127.0.0.1:$MILTER_PORT) relaying to smtp-sink on $SINK_PORT"
+step "Starting a private Postfix on 127.0.0.1:$SMTP_PORT (smtpd_milters = unix:$MILTER_SOCKET) relaying to smtp-sink on $SINK_PORT"
 if ! bash "$LAB/postfix.sh" sink "$WORK/postfix" --port "$SINK_PORT" 2>"$WORK/postfix-start.err" ||
     ! bash "$LAB/postfix.sh" start "$WORK/postfix" --port "$SMTP_PORT" --sink-port "$SINK_PORT" \
-        --milter "inet:127.0.0.1:$MILTER_PORT" 2>>"$WORK/postfix-start.err"; then
+        --milter "unix:$MILTER_SOCKET" 2>>"$WORK/postfix-start.err"; then
     cat "$WORK/postfix-start.err" >&2
     exit 1
 fi
@@ -324,8 +344,8 @@ fi
 
 if ((keep)); then
     leave_running=1
-    printf '\nStill running (--keep): Postfix on 127.0.0.1:%s, congvu-milter on 127.0.0.1:%s, clamd on %s.\n' \
-        "$SMTP_PORT" "$MILTER_PORT" "$CLAMD_SOCKET"
+    printf '\nStill running (--keep): Postfix on 127.0.0.1:%s, congvu-milter on %s, clamd on %s.\n' \
+        "$SMTP_PORT" "$MILTER_SOCKET" "$CLAMD_SOCKET"
     printf 'Send your own: swaks -s 127.0.0.1:%s -f sender@example.org -t nguoidung@bacgiang.gov.vn --attach @FILE -n\n' "$SMTP_PORT"
     printf 'Stop it all:   sudo %s --stop\n' "$0"
 fi

@@ -32,6 +32,17 @@ port_listening() {
         END { exit !f }' /proc/net/tcp
 }
 
+# True when something accepts connections on the unix socket PATH (a socket file
+# left by a killed process does not count, when python3 is there to try).
+socket_answers() {
+    [[ -S $1 ]] || return 1
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])' "$1" 2>/dev/null
+}
+
 # Who holds a TCP port, for error messages ("" when unknown).
 port_owner() {
     if command -v ss >/dev/null 2>&1; then

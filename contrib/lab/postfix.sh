@@ -2,7 +2,7 @@
 # A private Postfix instance on 127.0.0.1 that never touches /etc/postfix, and
 # Postfix's smtp-sink to relay to. Mirrors tests/common/postfix.rs.
 #
-#   postfix.sh start DIR --port P --sink-port S [--milter inet:127.0.0.1:8891]
+#   postfix.sh start DIR --port P --sink-port S [--milter unix:/PATH | inet:HOST:PORT]
 #                        [--content-timeout N] [--size-limit BYTES]
 #                        [--default-action tempfail|accept|reject]
 #                        [--main 'key = value']...

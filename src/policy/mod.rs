@@ -63,16 +63,25 @@ pub struct Policy {
     pub rules: judge::RulesSection,
 }
 
+/// Where the milter listens unless `[milter] listen` says otherwise: below the
+/// spool directory that Debian's chrooted smtpd sees as its root, where smtpd
+/// names it `unix:/congvu-milter/milter.sock`. The Debian package makes the
+/// directory (owner congvu-milter, group postfix, mode 0750).
+pub const DEFAULT_SOCKET: &str = "unix:/var/spool/postfix/congvu-milter/milter.sock";
+
 /// `[milter]`: the sockets Postfix connects to and the session limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MilterSection {
     /// Sockets in Postfix notation: `inet:HOST:PORT`, `inet6:[::1]:PORT`,
-    /// `unix:/PATH`. Read at start; a reload does not move the sockets.
+    /// `unix:/PATH`. Read at start; a reload does not move the sockets. By default
+    /// a unix socket below Postfix's spool ([`DEFAULT_SOCKET`]), which only Postfix
+    /// (group `postfix`) can reach; loopback TCP is for a Postfix on another host
+    /// or outside the chroot.
     pub listen: Vec<String>,
     /// Permissions of unix sockets, octal (`"0660"`).
     pub socket_mode: String,
-    /// Group owning unix sockets (usually `postfix`); unset keeps the daemon's.
+    /// Group owning unix sockets (`postfix` by default); unset keeps the daemon's.
     pub socket_group: Option<String>,
     /// Concurrent milter connections (one per SMTP session); more wait in the
     /// kernel's backlog.
@@ -90,9 +99,9 @@ pub struct MilterSection {
 impl Default for MilterSection {
     fn default() -> Self {
         MilterSection {
-            listen: vec!["inet:127.0.0.1:8891".into()],
+            listen: vec![DEFAULT_SOCKET.into()],
             socket_mode: "0660".into(),
-            socket_group: None,
+            socket_group: Some("postfix".into()),
             max_connections: 512,
             idle_timeout: Seconds::secs(600),
             shutdown_grace: Seconds::secs(30),

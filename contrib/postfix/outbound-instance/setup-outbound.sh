@@ -10,14 +10,16 @@
 # What it does (each step is also a command you can run by hand):
 #   1. postmulti -e init                       enable multi-instance support
 #   2. postmulti -I postfix-out -G mta -e create
-#                                              /etc/postfix-out, /var/spool/postfix-out
+#                                              /etc/postfix-out, /var/spool/postfix-out,
+#      install -d ... /var/spool/postfix-out/congvu-milter   the milter's socket dir
 #   3. postconf -c /etc/postfix-out -e ...     main.cf.postfix-out, line by line
 #   4. postconf -c /etc/postfix-out -M# smtp/inet, append master.cf.postfix-out
 #   5. postconf -e relayhost=[127.0.0.1]:10026 main.cf.first-instance (first instance)
 #   6. postmulti -i postfix-out -e enable; postfix check; start/reload
 #
-# The milter must also listen on loopback TCP for postfix-out (its smtpd is chrooted
-# in /var/spool/postfix-out): add "inet:127.0.0.1:8891" to [milter] listen in
+# The milter must also listen below postfix-out's spool (its smtpd is chrooted in
+# /var/spool/postfix-out): this script makes /var/spool/postfix-out/congvu-milter;
+# add "unix:/var/spool/postfix-out/congvu-milter/milter.sock" to [milter] listen in
 # /etc/congvu-milter/congvu-milter.toml and `systemctl restart congvu-milter`.
 #
 # It changes the mail system, so it does nothing unless called as
@@ -57,6 +59,9 @@ fi
 # 1-2. multi-instance support and the new instance
 $RUN postmulti -e init
 $RUN postmulti -I "$INSTANCE" -G mta -e create
+# ... and the milter's socket directory below its spool, as the package makes it
+# for the first instance (owner congvu-milter, group postfix, 0750).
+$RUN install -d -m 0750 -o congvu-milter -g postfix "/var/spool/$INSTANCE/congvu-milter"
 
 # 3. its main.cf: every "name = value" line of main.cf.postfix-out
 grep -E '^[a-z_0-9]+[[:space:]]*=' "$HERE/main.cf.postfix-out" | while IFS= read -r line; do
