@@ -1,4 +1,13 @@
 //! The sockets behind the policy's listen addresses (`crate::policy::ListenAddr`).
+//!
+//! Over TCP, the daemon must never wait on the TCP stack. Replies leave at once
+//! (TCP_NODELAY; end-of-message replies go out in one flush), and every read
+//! re-arms TCP_QUICKACK, which Linux clears again after a few segments: Postfix
+//! writes some milter packets without waiting for an answer, and a delayed ACK
+//! from the milter's host then holds Postfix's next write back by up to 40 ms (the
+//! Nagle / delayed-ACK stall). With 8 SMTP sessions of small mail, every milter
+//! reached over loopback TCP was held to about 175 messages/s by it, where the
+//! same milter on a unix socket did 630.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -49,6 +58,7 @@ impl Listener {
                 let (s, peer) = l.accept().await?;
                 // Replies are small and latency matters more than packing.
                 let _ = s.set_nodelay(true);
+                quick_ack(&s);
                 Ok((Stream::Tcp(s), peer.to_string()))
             }
             Listener::Unix(l, path) => {
@@ -92,10 +102,24 @@ impl AsyncRead for Stream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => {
+                let before = buf.filled().len();
+                let read = Pin::new(&mut *s).poll_read(cx, buf);
+                if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    quick_ack(s);
+                }
+                read
+            }
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
+}
+
+/// Asks the kernel to acknowledge what arrives on this connection at once
+/// instead of delaying the ACK (see the module doc). Best effort: a failure only
+/// costs speed.
+fn quick_ack(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
 }
 
 impl AsyncWrite for Stream {
@@ -139,6 +163,41 @@ mod tests {
         let _second = Listener::bind(&addr, "0660", None).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
+    }
+
+    #[tokio::test]
+    async fn every_read_over_tcp_re_arms_quick_ack() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = Listener::bind(
+            &ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+            "0660",
+            None,
+        )
+        .await
+        .unwrap();
+        let Listener::Tcp(tcp) = &listener else {
+            unreachable!()
+        };
+        let mut client = TcpStream::connect(tcp.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let sock = |s: &Stream| match s {
+            Stream::Tcp(t) => socket2::SockRef::from(t).tcp_quickack().unwrap(),
+            Stream::Unix(_) => unreachable!(),
+        };
+        let clear = |s: &Stream| match s {
+            Stream::Tcp(t) => socket2::SockRef::from(t).set_tcp_quickack(false).unwrap(),
+            Stream::Unix(_) => unreachable!(),
+        };
+        assert!(sock(&server), "armed at accept");
+        for round in 0..3 {
+            // What Linux does after a few segments: quick ACKs off again.
+            clear(&server);
+            assert!(!sock(&server));
+            client.write_all(b"frame").await.unwrap();
+            let mut got = [0u8; 5];
+            server.read_exact(&mut got).await.unwrap();
+            assert!(sock(&server), "re-armed after read {round}");
+        }
     }
 
     #[tokio::test]
