@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use congvu_milter::message::{Connection, Envelope, Message};
+use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::client::{
     ClientError, MilterClient, Offer, Stage, StageMacros, split_message,
 };
@@ -166,7 +167,12 @@ struct Harness {
 impl Harness {
     /// A session on an in-memory pipe; nothing sent yet.
     fn start(filter: Arc<TestFilter>, config: SessionConfig) -> Harness {
-        let (mta_end, milter_end) = tokio::io::duplex(256 * 1024);
+        Harness::start_on_pipe(filter, config, 256 * 1024)
+    }
+
+    /// The same on a pipe that holds at most `pipe_bytes` unread in each direction.
+    fn start_on_pipe(filter: Arc<TestFilter>, config: SessionConfig, pipe_bytes: usize) -> Harness {
+        let (mta_end, milter_end) = tokio::io::duplex(pipe_bytes);
         let shutdown = CancellationToken::new();
         let session = tokio::spawn(run_session(
             milter_end,
@@ -1195,4 +1201,396 @@ async fn unix_socket_client_works() {
         .unwrap()
         .unwrap();
     assert_eq!(stats.end, SessionEnd::Quit);
+}
+
+// Hostile peers: caps on what a peer sends, and peers that stop reading.
+
+/// The SMTP text of a refusal reply.
+fn reply_code_text(reply: &Reply) -> &str {
+    match reply {
+        Reply::ReplyCode(text) => text,
+        other => panic!("not a reply with text: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn too_many_recipients_refuse_the_message_and_keep_nothing_more() {
+    let filter = TestFilter::new();
+    let budget = MemoryBudget::new(1 << 30);
+    let config = SessionConfig {
+        max_recipients: 3,
+        memory_budget: Some(budget.clone()),
+        ..test_config()
+    };
+    // Postfix: no reply at RCPT, so the refusal answers end of message.
+    let mut h = Harness::ready(filter.clone(), config.clone(), Offer::POSTFIX_3_7).await;
+    let outcome = h
+        .client
+        .send_message(
+            &envelope(
+                "a@x.test",
+                &["r1@y.test", "r2@y.test", "r3@y.test", "r4@y.test"],
+            ),
+            &eml("", &body_of(100_000)),
+            &macros("Q1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.stage, Stage::Eom);
+    let text = reply_code_text(&outcome.reply);
+    assert!(
+        text.starts_with("550 5.5.3 Too many recipients: more than 3"),
+        "{text}"
+    );
+    assert!(filter.decided().is_empty(), "the filter never decided it");
+    assert!(filter.aborted().is_empty(), "a refused message is no abort");
+    // Three recipients are fine, on the same connection.
+    let outcome = h
+        .client
+        .send_message(
+            &envelope("a@x.test", &["r1@y.test", "r2@y.test", "r3@y.test"]),
+            &eml("", b"ok\r\n"),
+            &macros("Q2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.reply, Reply::Accept);
+    assert_eq!(filter.decided()[0].envelope.recipients.len(), 3);
+    let stats = h.finish().await;
+    assert_eq!(stats.messages, 2);
+    assert_eq!(budget.used(), 0);
+
+    // An MTA that wants a reply at every step gets the refusal at the recipient
+    // past the cap, and again at every later step; nothing is buffered meanwhile.
+    let mut h = Harness::ready(filter.clone(), config, Offer::REDUCED).await;
+    assert_eq!(
+        h.client.mail(&["<b@x.test>"]).await.unwrap(),
+        Some(Reply::Continue)
+    );
+    for i in 0..3 {
+        let rcpt = format!("<r{i}@y.test>");
+        assert_eq!(
+            h.client.rcpt(&[&rcpt]).await.unwrap(),
+            Some(Reply::Continue)
+        );
+    }
+    assert!(budget.used() > 0, "recipients are charged to the budget");
+    let refused = h.client.rcpt(&["<r4@y.test>"]).await.unwrap().unwrap();
+    assert!(reply_code_text(&refused).starts_with("550 5.5.3 "));
+    assert_eq!(budget.used(), 0, "the refused message holds nothing");
+    assert_eq!(
+        h.client.rcpt(&["<r5@y.test>"]).await.unwrap(),
+        Some(refused.clone())
+    );
+    assert_eq!(h.client.data().await.unwrap(), Some(refused.clone()));
+    assert_eq!(
+        h.client.header("Subject", "x").await.unwrap(),
+        Some(refused.clone())
+    );
+    assert_eq!(h.client.eoh().await.unwrap(), Some(refused.clone()));
+    assert_eq!(
+        h.client.body_chunk(&[b'x'; 60_000]).await.unwrap(),
+        Some(refused.clone())
+    );
+    assert_eq!(budget.used(), 0, "nothing more was buffered");
+    assert_eq!(h.client.eom().await.unwrap().reply, refused);
+    assert_eq!(filter.decided().len(), 1, "only the message of three");
+}
+
+#[tokio::test]
+async fn too_many_headers_refuse_the_message_and_keep_nothing_more() {
+    let filter = TestFilter::new();
+    let budget = MemoryBudget::new(1 << 30);
+    let config = SessionConfig {
+        max_headers: 5,
+        memory_budget: Some(budget.clone()),
+        ..test_config()
+    };
+    // eml() writes From, To and Subject: three more make six.
+    let six = eml("X-A: 1\r\nX-B: 2\r\nX-C: 3\r\n", b"body\r\n");
+    let five = eml("X-A: 1\r\nX-B: 2\r\n", b"body\r\n");
+    let mut h = Harness::ready(filter.clone(), config.clone(), Offer::POSTFIX_3_7).await;
+    let outcome = h
+        .client
+        .send_message(&envelope("a@x.test", &["b@y.test"]), &six, &macros("Q1"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stage, Stage::Eom);
+    let text = reply_code_text(&outcome.reply);
+    assert!(
+        text.starts_with("552 5.3.4 Too many header fields: more than 5"),
+        "{text}"
+    );
+    assert!(filter.decided().is_empty());
+    let outcome = h
+        .client
+        .send_message(&envelope("a@x.test", &["b@y.test"]), &five, &macros("Q2"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.reply, Reply::Accept);
+    assert_eq!(filter.decided()[0].headers.len(), 5);
+    h.finish().await;
+
+    // With a reply at every step: refused at the sixth header, nothing kept.
+    let mut h = Harness::ready(filter.clone(), config, Offer::REDUCED).await;
+    steps_upto_reduced(&mut h.client).await;
+    for i in 0..5 {
+        assert_eq!(
+            h.client.header(&format!("X-{i}"), "v").await.unwrap(),
+            Some(Reply::Continue)
+        );
+    }
+    assert!(budget.used() > 0, "header bytes are charged to the budget");
+    let refused = h.client.header("X-5", "v").await.unwrap().unwrap();
+    assert!(reply_code_text(&refused).starts_with("552 5.3.4 "));
+    assert_eq!(budget.used(), 0);
+    for i in 6..50 {
+        assert_eq!(
+            h.client.header(&format!("X-{i}"), "v").await.unwrap(),
+            Some(refused.clone())
+        );
+    }
+    assert_eq!(h.client.eoh().await.unwrap(), Some(refused.clone()));
+    assert_eq!(
+        h.client.body_chunk(&[b'x'; 60_000]).await.unwrap(),
+        Some(refused.clone())
+    );
+    assert_eq!(budget.used(), 0, "nothing more was buffered");
+    assert_eq!(h.client.eom().await.unwrap().reply, refused);
+}
+
+/// MAIL, one RCPT and DATA under an offer that wants a reply at every step.
+async fn steps_upto_reduced(c: &mut MilterClient<DuplexStream>) {
+    assert_eq!(
+        c.mail(&["<a@x.test>"]).await.unwrap(),
+        Some(Reply::Continue)
+    );
+    assert_eq!(
+        c.rcpt(&["<b@y.test>"]).await.unwrap(),
+        Some(Reply::Continue)
+    );
+    assert_eq!(c.data().await.unwrap(), Some(Reply::Continue));
+}
+
+#[tokio::test]
+async fn header_and_recipient_bytes_are_charged_to_the_memory_budget() {
+    let filter = TestFilter::new();
+    let budget = MemoryBudget::new(64 * 1024);
+    let config = SessionConfig {
+        memory_budget: Some(budget.clone()),
+        ..test_config()
+    };
+    let mut h = Harness::ready(filter.clone(), config, Offer::POSTFIX_3_7).await;
+    // One 30 KiB header takes about 90 KiB of budget: more than there is.
+    let big_header = format!("X-Big: {}\r\n", "h".repeat(30 * 1024));
+    let outcome = h
+        .client
+        .send_message(
+            &envelope("a@x.test", &["b@y.test"]),
+            &eml(&big_header, b"x\r\n"),
+            &macros("Q1"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply_code_text(&outcome.reply).starts_with("451 4.7.1 "),
+        "{:?}",
+        outcome.reply
+    );
+    // So does one 30 KiB recipient.
+    let long_rcpt = format!("{}@y.test", "r".repeat(30 * 1024));
+    let outcome = h
+        .client
+        .send_message(
+            &envelope("a@x.test", &[&long_rcpt]),
+            &eml("", b"x\r\n"),
+            &macros("Q2"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply_code_text(&outcome.reply).starts_with("451 4.7.1 "),
+        "{:?}",
+        outcome.reply
+    );
+    assert!(filter.decided().is_empty());
+    // Both gave their share back: an ordinary message goes through.
+    let outcome = h
+        .client
+        .send_message(
+            &envelope("a@x.test", &["b@y.test"]),
+            &eml("", b"x\r\n"),
+            &macros("Q3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.reply, Reply::Accept);
+    h.finish().await;
+    assert_eq!(budget.used(), 0);
+}
+
+#[tokio::test]
+async fn a_macro_flood_closes_the_connection_as_a_protocol_error() {
+    let filter = TestFilter::new();
+    let config = SessionConfig {
+        max_macro_bytes: 16 * 1024,
+        ..test_config()
+    };
+    let mut h = Harness::ready(filter.clone(), config, Offer::POSTFIX_3_7).await;
+    steps_upto(&mut h.client, 2, "flood").await;
+    // Distinct names, 10 macros of 100 bytes a packet: past 16 KiB by the 15th.
+    let value = "v".repeat(100);
+    let mut sent = 0;
+    for packet in 0..10_000 {
+        let pairs: Vec<(String, String)> = (0..10)
+            .map(|i| (format!("{{flood_{packet}_{i}}}"), value.clone()))
+            .collect();
+        if h.client
+            .send_command(Command::Macro { stage: b'R', pairs })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    let (mut client, stats) = h.ended().await;
+    match &stats.end {
+        SessionEnd::ProtocolError(why) => assert!(why.contains("max_macro_bytes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(sent < 10_000, "the peer could go on flooding");
+    assert!(client.is_closed_within(PATIENCE).await);
+    assert_eq!(
+        filter.aborted().len(),
+        1,
+        "the message in progress is aborted"
+    );
+}
+
+#[tokio::test]
+async fn macros_sent_again_for_every_message_replace_rather_than_add_up() {
+    let filter = TestFilter::new();
+    // The smallest cap the policy allows.
+    let config = SessionConfig {
+        max_macro_bytes: 8 * 1024,
+        ..test_config()
+    };
+    let mut h = Harness::ready(filter.clone(), config, Offer::POSTFIX_3_7).await;
+    h.client
+        .macros(
+            b'H',
+            &[
+                ("{tls_version}", "TLSv1.3"),
+                ("{cipher}", "TLS_AES_256_GCM_SHA384"),
+                ("{cert_subject}", &"CN=client.test,O=Example".repeat(10)),
+                ("{cert_issuer}", &"CN=Example CA,O=Example".repeat(10)),
+            ],
+        )
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let qid = format!("Q{i}");
+        let outcome = h
+            .client
+            .send_message(
+                &envelope("a@x.test", &["b@y.test", "c@y.test"]),
+                &eml("", b"x\r\n"),
+                &macros(&qid),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome.reply, Reply::Accept, "message {i}");
+    }
+    let stats = h.finish().await;
+    assert_eq!(stats.messages, 200);
+    assert_eq!(stats.end, SessionEnd::PeerClosed);
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_the_end_of_message_replies_is_dropped() {
+    let filter = TestFilter::new();
+    let write_timeout = Duration::from_millis(300);
+    let config = SessionConfig {
+        write_timeout,
+        ..test_config()
+    };
+    // A pipe that holds 32 unread bytes: less than the end-of-message replies.
+    let mut h = Harness::start_on_pipe(filter.clone(), config, 32);
+    h.client.negotiate(Offer::POSTFIX_3_7).await.unwrap();
+    steps_upto(&mut h.client, 7, "deaf").await;
+    // EOB, and then never read.
+    h.client.send_command(Command::Eob).await.unwrap();
+    let sent_at = tokio::time::Instant::now();
+    let stats = tokio::time::timeout(PATIENCE, &mut h.session)
+        .await
+        .expect("the session ends on its own")
+        .expect("no panic");
+    let took = sent_at.elapsed();
+    assert_eq!(stats.end, SessionEnd::WriteTimeout);
+    assert!(
+        took >= write_timeout - Duration::from_millis(50) && took < write_timeout * 4,
+        "ended after {took:?}"
+    );
+    assert_eq!(filter.decided().len(), 1, "it was decided, just not taken");
+}
+
+#[tokio::test]
+async fn a_frame_flood_whose_replies_are_never_read_ends_within_the_write_timeout() {
+    let filter = TestFilter::new();
+    let write_timeout = Duration::from_millis(300);
+    let config = SessionConfig {
+        write_timeout,
+        ..test_config()
+    };
+    // Small socket buffers on both ends (accepted sockets inherit the
+    // listener's), so that unread replies pile up soon.
+    let listener = tokio::net::TcpSocket::new_v4().unwrap();
+    listener.set_send_buffer_size(4096).unwrap();
+    listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listener.listen(8).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let session = tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.unwrap();
+        let cancel = CancellationToken::new();
+        run_session(stream, filter, config, 1, peer.to_string(), cancel).await
+    });
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut client = MilterClient::new(stream).with_timeout(PATIENCE);
+    // Every step gets a reply under this offer.
+    client.negotiate(Offer::REDUCED).await.unwrap();
+    let mut stream = client.into_inner();
+    // HELO after HELO, each answered with CONTINUE that nobody reads.
+    let mut frames = bytes::BytesMut::new();
+    for _ in 0..10_000 {
+        congvu_milter::milter::codec::encode_command(
+            &Command::Helo("x".into()),
+            &mut frames,
+            1 << 20,
+        )
+        .unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    let flood = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut sent = 0usize;
+        while stream.write_all(&frames).await.is_ok() {
+            sent += frames.len();
+        }
+        sent
+    });
+    let stats = tokio::time::timeout(PATIENCE, session)
+        .await
+        .expect("the session ends on its own")
+        .expect("no panic");
+    let took = started.elapsed();
+    assert_eq!(stats.end, SessionEnd::WriteTimeout);
+    assert!(took < write_timeout * 5, "ended after {took:?}");
+    let sent = tokio::time::timeout(PATIENCE, flood)
+        .await
+        .expect("the flood stops once the session is gone")
+        .unwrap();
+    assert!(sent > 0);
 }

@@ -21,6 +21,7 @@ mod e2e_postfix;
 mod e2e_progress;
 mod forwarding_rule;
 mod fuzz_regressions;
+mod hostile_peers;
 mod inspect_archives;
 mod inspect_messages;
 mod milter_session;

@@ -255,6 +255,11 @@ pub fn milter_session(data: &[u8]) {
         requested_macros: SessionConfig::default_macros(),
         // A small budget, so the fuzzer also reaches the over-budget path.
         memory_budget: Some(MemoryBudget::new(256 * 1024)),
+        // Small caps, so the fuzzer also reaches the refusals and the macro cap.
+        max_recipients: 50,
+        max_headers: 50,
+        max_macro_bytes: 16 * 1024,
+        write_timeout: Duration::from_secs(5),
     };
     let stream = tokio::io::join(data, tokio::io::sink());
     RUNTIME.with(|rt| {

@@ -1,9 +1,11 @@
 //! A memory budget shared by every session: the message bytes all sessions hold
 //! at once stay under `[limits] max_buffered_bytes`. The session counts each
-//! body byte three times: the raw buffer (up to twice its length, as it grows by
-//! doubling) and the decoded copies that inspection makes of it. A message whose next body
-//! chunk would cross the budget is deferred (the sender retries) instead of
-//! exhausting memory; its buffer is freed at once.
+//! body, header and recipient byte three times: the raw buffer (up to twice its
+//! length, as it grows by doubling) and the decoded copies that inspection makes
+//! of it. A message whose next body chunk, header field or recipient would cross
+//! the budget is deferred (the sender retries) instead of exhausting memory; its
+//! buffer is freed at once. Macros are not counted here: the session caps them
+//! per connection (`[milter] max_macro_bytes`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,6 +5,28 @@
 //! [`run_session`] drives one connection to its end and reports how it ended in
 //! [`SessionStats`], which the daemon can turn into metrics. Malformed input ends
 //! the connection with a logged protocol error; it never panics.
+//!
+//! A peer cannot make a session hold unbounded memory or hang on to it forever:
+//! - one frame is at most [`SessionConfig::max_frame_size`], refused from its
+//!   length alone;
+//! - body, header and recipient bytes are charged to the shared memory budget
+//!   ([`MemoryBudget`], three budget bytes per byte held); past the budget the
+//!   message gets the filter's [`Filter::over_budget`] verdict (a tempfail);
+//! - recipients and header fields are also counted per message
+//!   ([`SessionConfig::max_recipients`], [`SessionConfig::max_headers`]): the one
+//!   past the cap gets the message refused (550 5.5.3, 552 5.3.4) with a log line;
+//! - macro bytes are not charged to the budget but capped per connection
+//!   ([`SessionConfig::max_macro_bytes`], so at most `max_connections` times that
+//!   in all); a peer that floods macros is closed as a protocol error;
+//! - a message that got a verdict keeps nothing of what follows it: its buffer,
+//!   headers and recipients are freed at the verdict and later packets are only
+//!   answered;
+//! - a peer that sends nothing is dropped after [`SessionConfig::idle_timeout`],
+//!   one that stops reading our replies after [`SessionConfig::write_timeout`].
+//!
+//! A refusal decided at a step the MTA wants no reply for (under Postfix: RCPT,
+//! headers, body) goes out at the next step that has one, at the latest at end of
+//! message.
 
 use std::io;
 use std::sync::Arc;
@@ -25,7 +47,7 @@ use super::codec::{
 };
 use crate::address;
 use crate::message::{Connection, Macros, Message};
-use crate::verdict::{Action, HeaderEdit, SmtpReply, Verdict};
+use crate::verdict::{Action, HeaderEdit, Reason, SmtpReply, Verdict};
 
 /// Actions we ask the MTA for: tag headers, change/delete headers, quarantine.
 const WANTED_ACTIONS: u32 = actions::ADDHDRS | actions::CHGHDRS | actions::QUARANTINE;
@@ -74,6 +96,23 @@ pub struct SessionConfig {
     pub requested_macros: Vec<(u32, String)>,
     /// The memory budget shared by all sessions; `None` for no limit.
     pub memory_budget: Option<Arc<MemoryBudget>>,
+    /// Recipients kept per message. The next one gets the message refused
+    /// (550 5.5.3) and nothing more of it is kept. Default 10,000: above Postfix's
+    /// `smtpd_recipient_limit` (1000), and Postfix's sendmail(1) has no limit.
+    pub max_recipients: usize,
+    /// Header fields kept per message. The next one gets the message refused
+    /// (552 5.3.4) and nothing more of it is kept. Default 1000.
+    pub max_headers: usize,
+    /// Macro bytes the connection holds at once: its CONNECT and HELO macros and
+    /// those of the message in progress (a name sent again replaces its value;
+    /// each macro counts [`MACRO_OVERHEAD`] bytes more than its name and value).
+    /// A MACRO packet that takes it past this closes the connection as a protocol
+    /// error. Default 64 KiB; Postfix's default macros take about 3 KiB.
+    pub max_macro_bytes: usize,
+    /// A reply (or the replies to one end of message) the peer does not take
+    /// within this ends the session: the peer stopped reading. Default 60 s,
+    /// twice Postfix's `milter_command_timeout`.
+    pub write_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -104,6 +143,10 @@ impl Default for SessionConfig {
             progress_interval: Duration::from_secs(10),
             requested_macros: SessionConfig::default_macros(),
             memory_budget: None,
+            max_recipients: 10_000,
+            max_headers: 1000,
+            max_macro_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -113,8 +156,26 @@ impl Default for SessionConfig {
 /// inspection (decoded attachments, scan parts) while the decision runs.
 /// Measured under 100 concurrent 20 MB messages (bench/soak/memory-budget.sh):
 /// counting raw bytes once let RSS reach 2.4x the budget, counting them twice
-/// 1.17x; RSS above idle was 2.65x the raw bytes held.
-const BUDGET_BYTES_PER_BODY_BYTE: u64 = 3;
+/// 1.17x; RSS above idle was 2.65x the raw bytes held. Header bytes count the
+/// same (the raw buffer and the parsed header list), and so do recipients.
+const BUDGET_BYTES_PER_BYTE: u64 = 3;
+
+/// Bytes a header field adds to the raw buffer beyond its name and value
+/// (`": "` and CRLF).
+const HEADER_OVERHEAD: usize = 4;
+
+/// Bytes a recipient costs beyond its address (the `String` in the list).
+const RECIPIENT_OVERHEAD: usize = 24;
+
+/// Bytes a macro counts beyond its name and value against
+/// [`SessionConfig::max_macro_bytes`]: its map entry and two allocations, so that
+/// many tiny macros cannot hold more than the cap suggests.
+pub const MACRO_OVERHEAD: usize = 64;
+
+/// The budget bytes to hold `bytes` of a message.
+fn charge(bytes: usize) -> u64 {
+    BUDGET_BYTES_PER_BYTE.saturating_mul(bytes as u64)
+}
 
 /// How a session ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +187,8 @@ pub enum SessionEnd {
     PeerClosed,
     /// Nothing arrived within [`SessionConfig::idle_timeout`].
     IdleTimeout,
+    /// The peer took none of our replies within [`SessionConfig::write_timeout`].
+    WriteTimeout,
     /// The daemon is shutting down and the session was between messages.
     Shutdown,
     /// Garbage, an over-cap or zero-length frame, an unknown command, or a
@@ -276,6 +339,10 @@ where
             SessionEnd::ProtocolError(why) => warn!(%why, "milter protocol error; closing"),
             SessionEnd::Io(why) => warn!(%why, "milter connection I/O error"),
             SessionEnd::IdleTimeout => info!("milter peer idle too long; closing"),
+            SessionEnd::WriteTimeout => warn!(
+                timeout = ?session.config.write_timeout,
+                "milter peer stopped reading our replies; closing"
+            ),
             other => debug!(end = ?other, "milter session ended"),
         }
         session.stats.end = end;
@@ -388,6 +455,14 @@ where
             }
             Command::Macro { stage, pairs } => {
                 self.store_macros(stage, &pairs);
+                let held = self.macro_bytes_held();
+                let cap = self.config.max_macro_bytes;
+                if held > cap {
+                    return Ok(Flow::End(SessionEnd::ProtocolError(format!(
+                        "macros held by the connection reach {held} bytes, above \
+                         [milter] max_macro_bytes ({cap})"
+                    ))));
+                }
                 Ok(Flow::Next)
             }
             Command::Connect { hostname, family } => {
@@ -407,28 +482,18 @@ where
                 Ok(Flow::Next)
             }
             Command::Rcpt { args } => {
-                let current = self.current_message();
-                if matches!(current.state, MessageState::Open) {
-                    let rcpt = args.first().map(|a| address::bare(a)).unwrap_or_default();
-                    current.msg.envelope.recipients.push(rcpt.to_owned());
-                }
-                self.reply_unless(neg, protocol::NR_RCPT, Reply::Continue)
-                    .await?;
+                self.on_rcpt(&args);
+                self.answer_step(neg, protocol::NR_RCPT).await?;
                 Ok(Flow::Next)
             }
             Command::Data => {
                 self.current_message();
-                self.reply_unless(neg, protocol::NR_DATA, Reply::Continue)
-                    .await?;
+                self.answer_step(neg, protocol::NR_DATA).await?;
                 Ok(Flow::Next)
             }
             Command::Header { name, value } => {
-                let current = self.current_message();
-                if matches!(current.state, MessageState::Open) {
-                    current.msg.push_header(&name, &value);
-                }
-                self.reply_unless(neg, protocol::NR_HDR, Reply::Continue)
-                    .await?;
+                self.on_header(&name, &value);
+                self.answer_step(neg, protocol::NR_HDR).await?;
                 Ok(Flow::Next)
             }
             Command::Eoh => {
@@ -436,8 +501,7 @@ where
                 if matches!(current.state, MessageState::Open) {
                     current.msg.end_headers();
                 }
-                self.reply_unless(neg, protocol::NR_EOH, Reply::Continue)
-                    .await?;
+                self.answer_step(neg, protocol::NR_EOH).await?;
                 Ok(Flow::Next)
             }
             Command::Body(chunk) => {
@@ -491,7 +555,7 @@ where
                     "negotiated"
                 );
                 self.negotiated = Some(negotiated);
-                self.framed.send(reply).await?;
+                self.send(reply).await?;
                 Ok(Flow::Next)
             }
             Err(why) => Ok(Flow::End(SessionEnd::ProtocolError(why))),
@@ -510,6 +574,71 @@ where
         };
         for (name, value) in pairs {
             target.insert(name, value);
+        }
+    }
+
+    /// Macro bytes held now: the connection's, those staged for the next message
+    /// and the current message's, each counted with [`MACRO_OVERHEAD`].
+    fn macro_bytes_held(&self) -> usize {
+        fn size(macros: &Macros) -> usize {
+            macros
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + MACRO_OVERHEAD)
+                .sum()
+        }
+        size(&self.conn.macros)
+            + size(&self.staged_macros)
+            + self.current.as_ref().map_or(0, |c| size(&c.msg.macros))
+    }
+
+    /// Keeps a recipient of the open message, unless it is one too many or the
+    /// memory budget is full: then the message is refused.
+    fn on_rcpt(&mut self, args: &[String]) {
+        let cap = self.config.max_recipients;
+        let filter = Arc::clone(&self.filter);
+        let current = self.current_message();
+        if !matches!(current.state, MessageState::Open) {
+            return;
+        }
+        let rcpt = args.first().map(|a| address::bare(a)).unwrap_or_default();
+        let refusal = if current.msg.envelope.recipients.len() >= cap {
+            Some(over_cap(&current.msg, Cap::Recipients, cap))
+        } else if !current
+            .reservation
+            .grow(charge(rcpt.len() + RECIPIENT_OVERHEAD))
+        {
+            Some(filter.over_budget(&current.msg))
+        } else {
+            current.msg.envelope.recipients.push(rcpt.to_owned());
+            None
+        };
+        if let Some(verdict) = refusal {
+            self.refuse(verdict, "rcpt");
+        }
+    }
+
+    /// Keeps a header field of the open message, unless it is one too many or
+    /// the memory budget is full: then the message is refused.
+    fn on_header(&mut self, name: &str, value: &str) {
+        let cap = self.config.max_headers;
+        let filter = Arc::clone(&self.filter);
+        let current = self.current_message();
+        if !matches!(current.state, MessageState::Open) {
+            return;
+        }
+        let refusal = if current.msg.headers.len() >= cap {
+            Some(over_cap(&current.msg, Cap::Headers, cap))
+        } else if !current
+            .reservation
+            .grow(charge(name.len() + value.len() + HEADER_OVERHEAD))
+        {
+            Some(filter.over_budget(&current.msg))
+        } else {
+            current.msg.push_header(name, value);
+            None
+        };
+        if let Some(verdict) = refusal {
+            self.refuse(verdict, "header");
         }
     }
 
@@ -550,7 +679,7 @@ where
             }
             Ok(())
         } else {
-            self.framed.send(reply).await
+            self.send(reply).await
         }
     }
 
@@ -589,52 +718,22 @@ where
     async fn on_body(&mut self, chunk: &[u8], neg: Negotiated) -> Result<(), CodecError> {
         let filter = Arc::clone(&self.filter);
         let current = self.current_message();
-        let early_verdict = match &current.state {
+        let refusal = match &current.state {
             MessageState::Replied(_) | MessageState::Deferred(_) => None,
             MessageState::Open => match filter.body_chunk(&current.msg, chunk.len()) {
-                None if current
-                    .reservation
-                    .grow(BUDGET_BYTES_PER_BODY_BYTE * chunk.len() as u64) =>
-                {
+                None if current.reservation.grow(charge(chunk.len())) => {
                     current.msg.push_body(chunk);
                     None
                 }
-                None => {
-                    let verdict = filter.over_budget(&current.msg);
-                    let keep = current.msg.body_offset.unwrap_or(current.msg.raw.len());
-                    current.msg.raw = bytes::BytesMut::from(&current.msg.raw[..keep]);
-                    current.reservation.release();
-                    Some(verdict)
-                }
-                Some(verdict) => {
-                    // Free the body buffered so far; the verdict no longer needs it.
-                    let keep = current.msg.body_offset.unwrap_or(current.msg.raw.len());
-                    current.msg.raw = bytes::BytesMut::from(&current.msg.raw[..keep]);
-                    current.reservation.release();
-                    Some(verdict)
-                }
+                None => Some(filter.over_budget(&current.msg)),
+                Some(verdict) => Some(verdict),
             },
         };
-        let reply = match early_verdict {
-            Some(verdict) => {
-                let (state, reply) = self.early_state(verdict, "body");
-                if let Some(current) = self.current.as_mut() {
-                    current.state = state;
-                }
-                reply
-            }
-            None => match self.current.as_ref().map(|c| &c.state) {
-                // Postfix stops sending after a refusal; repeat it to any MTA that
-                // does not.
-                Some(MessageState::Replied(reply)) => reply.clone(),
-                _ => Reply::Continue,
-            },
-        };
-        if neg.no_reply(protocol::NR_BODY) {
-            // The message's state holds any refusal; EOM answers with it.
-            return Ok(());
+        if let Some(verdict) = refusal {
+            self.refuse(verdict, "body");
         }
-        self.framed.send(reply).await
+        // Under NR_BODY the message's state holds any refusal; EOM answers with it.
+        self.answer_step(neg, protocol::NR_BODY).await
     }
 
     async fn on_end_of_message(&mut self, neg: Negotiated) -> Result<(), CodecError> {
@@ -668,10 +767,16 @@ where
                 final_replies(&verdict, neg, &mut self.stats)
             }
         };
-        for reply in replies {
-            self.framed.feed(reply).await?;
-        }
-        self.framed.flush().await
+        let limit = self.config.write_timeout;
+        let framed = &mut self.framed;
+        let sent = tokio::time::timeout(limit, async move {
+            for reply in replies {
+                framed.feed(reply).await?;
+            }
+            framed.flush().await
+        })
+        .await;
+        sent.unwrap_or_else(|_| Err(write_timed_out(limit)))
     }
 
     /// Runs the filter's end-of-message decision, keeping the MTA patient with
@@ -689,7 +794,7 @@ where
             tokio::select! {
                 verdict = &mut decision => return Ok(verdict),
                 _ = ticker.tick() => {
-                    self.framed.send(Reply::Progress).await?;
+                    self.send(Reply::Progress).await?;
                     self.stats.progress_sent += 1;
                 }
             }
@@ -706,6 +811,43 @@ where
         self.stats.messages += 1;
         let reply = early_reply(&verdict, stage, &mut self.stats);
         (MessageState::Replied(reply.clone()), reply)
+    }
+
+    /// Ends the open message with an early verdict: everything it holds (buffer,
+    /// header fields, recipients) is freed and given back to the budget, and the
+    /// reply (or the quarantine, for end of message) is kept in its state.
+    fn refuse(&mut self, verdict: Verdict, stage: &str) {
+        let (state, _reply) = self.early_state(verdict, stage);
+        if let Some(current) = self.current.as_mut() {
+            current.msg.raw = bytes::BytesMut::new();
+            current.msg.headers = Vec::new();
+            current.msg.envelope.recipients = Vec::new();
+            current.reservation.release();
+            current.state = state;
+        }
+    }
+
+    /// Answers a step of the message unless the MTA asked for no reply there: a
+    /// refusal already decided is repeated (Postfix stops sending after one; an
+    /// MTA that does not gets the same answer again), else CONTINUE.
+    async fn answer_step(&mut self, neg: Negotiated, no_reply_bit: u32) -> Result<(), CodecError> {
+        if neg.no_reply(no_reply_bit) {
+            return Ok(());
+        }
+        let reply = match self.current.as_ref().map(|c| &c.state) {
+            Some(MessageState::Replied(reply)) => reply.clone(),
+            _ => Reply::Continue,
+        };
+        self.send(reply).await
+    }
+
+    /// Sends one reply; a peer that does not take it within the write timeout
+    /// has stopped reading.
+    async fn send(&mut self, reply: Reply) -> Result<(), CodecError> {
+        let limit = self.config.write_timeout;
+        tokio::time::timeout(limit, self.framed.send(reply))
+            .await
+            .unwrap_or_else(|_| Err(write_timed_out(limit)))
     }
 
     /// The message in progress; one is started if the MTA skipped MAIL.
@@ -767,7 +909,60 @@ where
             }
             return Ok(());
         }
-        self.framed.send(reply).await
+        self.send(reply).await
+    }
+}
+
+/// The error a write that timed out ends the session with.
+fn write_timed_out(limit: Duration) -> CodecError {
+    CodecError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the peer took no reply for {limit:?}"),
+    ))
+}
+
+/// A per-message cap of [`SessionConfig`].
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    Recipients,
+    Headers,
+}
+
+/// The refusal of a message that crossed a cap, with its log line. The same in
+/// every mode, like the memory budget: the filter cannot judge what it will not
+/// hold.
+fn over_cap(msg: &Message, cap: Cap, limit: usize) -> Verdict {
+    let (key, what, code, enhanced) = match cap {
+        Cap::Recipients => ("max_recipients", "recipients", 550, "5.5.3"),
+        Cap::Headers => ("max_headers", "header fields", 552, "5.3.4"),
+    };
+    let queue_id = msg
+        .queue_id()
+        .map_or_else(|| format!("conn-{}", msg.connection.id), str::to_owned);
+    warn!(
+        queue_id = %queue_id,
+        sender = ?msg.envelope.sender,
+        limit,
+        "{queue_id}: message refused ({code} {enhanced}): more than {limit} {what} \
+         ([milter] {key}); nothing more of it is kept"
+    );
+    let text = match cap {
+        Cap::Recipients => {
+            format!(
+                "Too many recipients: more than {limit} in one message; send it in smaller batches"
+            )
+        }
+        Cap::Headers => format!("Too many header fields: more than {limit} in one message"),
+    };
+    Verdict {
+        action: Action::Reject,
+        reply: Some(SmtpReply::new(code, enhanced, text)),
+        headers: Vec::new(),
+        reasons: vec![Reason {
+            rule: key.to_owned(),
+            article: format!("[milter] {key}"),
+            detail: format!("more than {limit} {what}"),
+        }],
     }
 }
 
@@ -785,6 +980,7 @@ fn read_error_end(e: CodecError) -> SessionEnd {
 
 fn write_error_end(e: CodecError) -> SessionEnd {
     match e {
+        CodecError::Io(e) if e.kind() == io::ErrorKind::TimedOut => SessionEnd::WriteTimeout,
         CodecError::Io(e) if is_hang_up(&e) => SessionEnd::PeerClosed,
         CodecError::Io(e) => SessionEnd::Io(e.to_string()),
         // Replies are validated before sending; reaching this is a bug here.

@@ -384,6 +384,24 @@ impl Policy {
                 "must be above zero",
             ));
         }
+        if self.milter.max_recipients == 0 {
+            problems.push(Problem::error(
+                "milter.max_recipients",
+                "must be at least 1 (keep it above Postfix's smtpd_recipient_limit, 1000 by default)",
+            ));
+        }
+        if self.milter.max_headers == 0 {
+            problems.push(Problem::error("milter.max_headers", "must be at least 1"));
+        }
+        if self.milter.max_macro_bytes.bytes() < 8 * 1024 {
+            problems.push(Problem::error(
+                "milter.max_macro_bytes",
+                "must be at least 8 KiB: Postfix's default macros take about 3 KiB",
+            ));
+        }
+        if self.milter.write_timeout.get().is_zero() {
+            problems.push(Problem::error("milter.write_timeout", "must be above zero"));
+        }
         if self.domains.local.is_empty() {
             problems.push(Problem::error(
                 "domains.local",
@@ -434,6 +452,24 @@ impl Policy {
                     "{:?} is not HOST:PORT (e.g. \"127.0.0.1:9898\")",
                     self.metrics.listen
                 ),
+            ));
+        }
+        if self.metrics.max_connections == 0 {
+            problems.push(Problem::error(
+                "metrics.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.metrics.header_timeout.get().is_zero() {
+            problems.push(Problem::error(
+                "metrics.header_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.metrics.connection_timeout < self.metrics.header_timeout {
+            problems.push(Problem::error(
+                "metrics.connection_timeout",
+                "must be at least header_timeout",
             ));
         }
         if !matches!(
@@ -567,6 +603,35 @@ mod tests {
         let p = load("[limits]\nmax_message_size = \"16 MiB\"\n").unwrap();
         assert_eq!(p.warnings.len(), 1);
         assert_eq!(p.warnings[0].line, Some(2));
+    }
+
+    #[test]
+    fn peer_caps_and_timeouts_must_make_sense() {
+        let text = "[milter]\nmax_recipients = 0\nmax_headers = 0\nmax_macro_bytes = \"1 KiB\"\nwrite_timeout = 0\n\n[metrics]\nmax_connections = 0\nheader_timeout = \"5s\"\nconnection_timeout = \"1s\"\n";
+        let ConfigError::Invalid { problems } = load(text).unwrap_err() else {
+            panic!()
+        };
+        let keys: Vec<(&str, Option<usize>)> = problems
+            .iter()
+            .map(|p| (p.problem.key.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("milter.max_recipients", Some(2)),
+                ("milter.max_headers", Some(3)),
+                ("milter.max_macro_bytes", Some(4)),
+                ("milter.write_timeout", Some(5)),
+                ("metrics.max_connections", Some(8)),
+                ("metrics.connection_timeout", Some(10)),
+            ]
+        );
+        let p = load("").unwrap();
+        assert!(
+            p.policy.milter.max_recipients > 1000,
+            "above smtpd_recipient_limit"
+        );
+        assert_eq!(p.policy.metrics.max_connections, 16);
     }
 
     #[test]

@@ -94,6 +94,18 @@ pub struct MilterSection {
     pub progress_interval: Seconds,
     /// Largest milter frame accepted; bigger ones close the connection.
     pub max_frame_size: ByteSize,
+    /// Recipients per message; past it the message is refused (550 5.5.3) and
+    /// nothing more of it is kept. Above Postfix's `smtpd_recipient_limit` (1000).
+    pub max_recipients: usize,
+    /// Header fields per message; past it the message is refused (552 5.3.4) and
+    /// nothing more of it is kept.
+    pub max_headers: usize,
+    /// Macro bytes one connection holds at once (its CONNECT/HELO macros and those
+    /// of the message in progress; each macro counts its name, its value and 64
+    /// bytes of bookkeeping). Past it the connection is closed as a protocol error.
+    pub max_macro_bytes: ByteSize,
+    /// A peer that does not take our replies for this long is dropped.
+    pub write_timeout: Seconds,
 }
 
 impl Default for MilterSection {
@@ -107,6 +119,10 @@ impl Default for MilterSection {
             shutdown_grace: Seconds::secs(30),
             progress_interval: Seconds::secs(10),
             max_frame_size: ByteSize::mib(1),
+            max_recipients: 10_000,
+            max_headers: 1000,
+            max_macro_bytes: ByteSize(64 * 1024),
+            write_timeout: Seconds::secs(60),
         }
     }
 }
@@ -193,12 +209,22 @@ impl Default for LimitsSection {
 pub struct MetricsSection {
     /// `HOST:PORT` for `/metrics`, `/healthz`, `/readyz`; empty turns it off.
     pub listen: String,
+    /// Concurrent HTTP connections; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A client must have sent its request within this, counted from when it
+    /// connected or got its last response (so also the keep-alive idle time).
+    pub header_timeout: Seconds,
+    /// Every HTTP connection is closed this long after it was accepted.
+    pub connection_timeout: Seconds,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
         MetricsSection {
             listen: "127.0.0.1:9898".into(),
+            max_connections: 16,
+            header_timeout: Seconds::secs(5),
+            connection_timeout: Seconds::secs(10),
         }
     }
 }

@@ -183,6 +183,10 @@ fn session_config(loaded: &LoadedPolicy, budget: &Arc<MemoryBudget>) -> SessionC
         max_frame_size: m.max_frame_size.bytes() as usize,
         idle_timeout: m.idle_timeout.get(),
         progress_interval: m.progress_interval.get(),
+        max_recipients: m.max_recipients,
+        max_headers: m.max_headers,
+        max_macro_bytes: usize::try_from(m.max_macro_bytes.bytes()).unwrap_or(usize::MAX),
+        write_timeout: m.write_timeout.get(),
         ..SessionConfig::default()
     }
 }
@@ -290,6 +294,7 @@ async fn serve(
         listeners.push(listener);
     }
     let metrics_listen = loaded.policy.metrics.listen.clone();
+    let http_limits = http::HttpLimits::from_policy(&loaded.policy.metrics);
     metrics().set_policy(&loaded.hash);
     let state = DaemonState::new(config_path, loaded, budget);
     let filter = Arc::new(PolicyFilter::new(state.clone()));
@@ -307,7 +312,7 @@ async fn serve(
         let state = state.clone();
         http = Some(tokio::spawn(async move {
             let stopped = async move { stop.cancelled().await };
-            if let Err(e) = http::serve_http(addr, state, stopped).await {
+            if let Err(e) = http::serve_http(addr, state, http_limits, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
         }));
