@@ -18,6 +18,7 @@ use tokio::runtime::RuntimeFlavor;
 
 use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature};
 use crate::message::Message;
+use crate::milter::Limit;
 use crate::policy::Policy;
 use crate::rule::Violation;
 use crate::rules;
@@ -81,6 +82,11 @@ pub fn at_body_chunk(msg: &Message, chunk_len: usize, policy: &Policy) -> Option
 /// The verdict on a message whose next body chunk found the memory budget full.
 pub fn over_budget(msg: &Message, policy: &Policy, used: u64, limit: u64) -> Verdict {
     judge(&[rules::budget::over_budget(used, limit)], msg, policy)
+}
+
+/// The verdict on a message that crossed one of the session's caps.
+pub fn over_limit(msg: &Message, policy: &Policy, limit: Limit) -> Verdict {
+    judge(&[rules::message_limits::over_limit(limit)], msg, policy)
 }
 
 /// An early verdict ends the message only if it refuses or defers it; a tag or

@@ -58,8 +58,9 @@ pub enum Control {
     /// rule's reply) or `accept` (delivered, the reason recorded); monitor mode
     /// tags instead of refusing. No `[rules.NAME]` table configures it.
     ClamavOnFailure,
-    /// Always the passing-fault 451, in every mode: the daemon protecting itself.
-    AlwaysTempfail,
+    /// Always the rule's default action and reply, in every mode: the daemon
+    /// protecting itself (the memory budget: 451; what one message may hold: 5xx).
+    Fixed,
 }
 
 /// One rule: its name (as the policy file, logs and metrics write it), the
@@ -80,7 +81,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// An outcome of the daemon's own faults (clamd, memory), not a rule admins
+    /// An outcome of the daemon's own limits and faults (clamd, memory, what one
+    /// message may hold), not a rule admins
     /// configure in `[rules.NAME]` or find in the README's rule table.
     pub fn internal(&self) -> bool {
         self.control != Control::RulesTable

@@ -137,9 +137,25 @@ async fn milter_caps_from_the_policy_refuse_messages_and_close_macro_floods() {
         "{:?}",
         out.reply
     );
+    // Judged as the registry's rules and reported like every verdict: the one
+    // log line per message names the rule and the key, the metrics count it.
     let log = daemon.log();
-    assert!(log.contains("max_recipients"), "{log}");
-    assert!(log.contains("max_headers"), "{log}");
+    assert!(log.contains("rules=too_many_recipients"), "{log}");
+    assert!(log.contains("[milter] max_recipients"), "{log}");
+    assert!(log.contains("H21: reject"), "{log}");
+    assert!(log.contains("rules=too_many_headers"), "{log}");
+    let metrics = daemon.http_get("/metrics").1;
+    for rule in ["too_many_recipients", "too_many_headers"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("congvu_milter_verdicts_total{")
+                    && l.contains(&format!("rule=\"{rule}\""))
+                    && l.contains("action=\"reject\"")
+                    && l.ends_with(" 1")),
+            "{rule} not counted:\n{metrics}"
+        );
+    }
 
     // A peer that floods macros is cut off and counted as a protocol error.
     let before = counter(

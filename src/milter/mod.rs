@@ -13,7 +13,17 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::message::{Connection, Message};
-use crate::verdict::Verdict;
+use crate::verdict::{Action, SmtpReply, Verdict};
+
+/// A per-message cap of the session ([`session::SessionConfig`]) that a message
+/// crossed, with the cap's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `[milter] max_recipients`.
+    Recipients(usize),
+    /// `[milter] max_headers`.
+    Headers(usize),
+}
 
 /// A boxed future, as returned by [`Filter::end_of_message`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,11 +53,31 @@ pub trait Filter: Send + Sync + 'static {
     /// the MTA while this future runs.
     fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict>;
 
-    /// The next body chunk would take the shared memory budget past its limit:
-    /// the verdict for this message (a tempfail, so the sender retries). The
-    /// session frees the message's buffer.
+    /// The next body chunk, header field or recipient would take the shared
+    /// memory budget past its limit: the verdict for this message (a tempfail, so
+    /// the sender retries). The session frees what the message held.
     fn over_budget(&self, _msg: &Message) -> Verdict {
         Verdict::tempfail("memory_budget", "buffered-bytes budget full")
+    }
+
+    /// The message crossed one of the session's caps ([`Limit`]): the verdict for
+    /// it (a refusal; the session keeps nothing more of the message). The default
+    /// refuses with a plain reply; the daemon judges it by the policy's rules.
+    fn over_limit(&self, _msg: &Message, limit: Limit) -> Verdict {
+        let (code, enhanced, text) = match limit {
+            Limit::Recipients(n) => (550, "5.5.3", format!("Too many recipients: more than {n}")),
+            Limit::Headers(n) => (
+                552,
+                "5.3.4",
+                format!("Too many header fields: more than {n}"),
+            ),
+        };
+        Verdict {
+            action: Action::Reject,
+            reply: Some(SmtpReply::new(code, enhanced, text)),
+            headers: Vec::new(),
+            reasons: Vec::new(),
+        }
     }
 
     /// The message ended without a verdict from `end_of_message` (ABORT, or the

@@ -14,7 +14,8 @@
 //!   message gets the filter's [`Filter::over_budget`] verdict (a tempfail);
 //! - recipients and header fields are also counted per message
 //!   ([`SessionConfig::max_recipients`], [`SessionConfig::max_headers`]): the one
-//!   past the cap gets the message refused (550 5.5.3, 552 5.3.4) with a log line;
+//!   past the cap gets the message the filter's [`Filter::over_limit`] verdict (a
+//!   refusal: 550 5.5.3, 552 5.3.4 in the daemon);
 //! - macro bytes are not charged to the budget but capped per connection
 //!   ([`SessionConfig::max_macro_bytes`], so at most `max_connections` times that
 //!   in all); a peer that floods macros is closed as a protocol error;
@@ -39,15 +40,15 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::Filter;
 use super::budget::{MemoryBudget, Reservation};
 use super::codec::{
     CodecError, Command, Family, MAX_REPLY_PAYLOAD, MilterCodec, PROTOCOL_VERSION, Reply, actions,
     macro_stage, protocol,
 };
+use super::{Filter, Limit};
 use crate::address;
 use crate::message::{Connection, Macros, Message};
-use crate::verdict::{Action, HeaderEdit, Reason, SmtpReply, Verdict};
+use crate::verdict::{Action, HeaderEdit, SmtpReply, Verdict};
 
 /// Actions we ask the MTA for: tag headers, change/delete headers, quarantine.
 const WANTED_ACTIONS: u32 = actions::ADDHDRS | actions::CHGHDRS | actions::QUARANTINE;
@@ -602,7 +603,7 @@ where
         }
         let rcpt = args.first().map(|a| address::bare(a)).unwrap_or_default();
         let refusal = if current.msg.envelope.recipients.len() >= cap {
-            Some(over_cap(&current.msg, Cap::Recipients, cap))
+            Some(filter.over_limit(&current.msg, Limit::Recipients(cap)))
         } else if !current
             .reservation
             .grow(charge(rcpt.len() + RECIPIENT_OVERHEAD))
@@ -627,7 +628,7 @@ where
             return;
         }
         let refusal = if current.msg.headers.len() >= cap {
-            Some(over_cap(&current.msg, Cap::Headers, cap))
+            Some(filter.over_limit(&current.msg, Limit::Headers(cap)))
         } else if !current
             .reservation
             .grow(charge(name.len() + value.len() + HEADER_OVERHEAD))
@@ -919,51 +920,6 @@ fn write_timed_out(limit: Duration) -> CodecError {
         io::ErrorKind::TimedOut,
         format!("the peer took no reply for {limit:?}"),
     ))
-}
-
-/// A per-message cap of [`SessionConfig`].
-#[derive(Debug, Clone, Copy)]
-enum Cap {
-    Recipients,
-    Headers,
-}
-
-/// The refusal of a message that crossed a cap, with its log line. The same in
-/// every mode, like the memory budget: the filter cannot judge what it will not
-/// hold.
-fn over_cap(msg: &Message, cap: Cap, limit: usize) -> Verdict {
-    let (key, what, code, enhanced) = match cap {
-        Cap::Recipients => ("max_recipients", "recipients", 550, "5.5.3"),
-        Cap::Headers => ("max_headers", "header fields", 552, "5.3.4"),
-    };
-    let queue_id = msg
-        .queue_id()
-        .map_or_else(|| format!("conn-{}", msg.connection.id), str::to_owned);
-    warn!(
-        queue_id = %queue_id,
-        sender = ?msg.envelope.sender,
-        limit,
-        "{queue_id}: message refused ({code} {enhanced}): more than {limit} {what} \
-         ([milter] {key}); nothing more of it is kept"
-    );
-    let text = match cap {
-        Cap::Recipients => {
-            format!(
-                "Too many recipients: more than {limit} in one message; send it in smaller batches"
-            )
-        }
-        Cap::Headers => format!("Too many header fields: more than {limit} in one message"),
-    };
-    Verdict {
-        action: Action::Reject,
-        reply: Some(SmtpReply::new(code, enhanced, text)),
-        headers: Vec::new(),
-        reasons: vec![Reason {
-            rule: key.to_owned(),
-            article: format!("[milter] {key}"),
-            detail: format!("more than {limit} {what}"),
-        }],
-    }
 }
 
 fn read_error_end(e: CodecError) -> SessionEnd {

@@ -76,13 +76,7 @@ impl Policy {
         };
         let tempfail_reply = |text: &str| Some(SmtpReply::new(451, "4.7.1", text));
         let action = match rule.control {
-            Control::AlwaysTempfail => {
-                return Some(finding(
-                    Action::Tempfail,
-                    tempfail_reply(TEMPFAIL_TEXT),
-                    vec![],
-                ));
-            }
+            Control::Fixed => rule.default_action,
             Control::ClamavOnFailure => match (self.mode, self.clamav.on_failure) {
                 (_, OnFailure::Accept) => return Some(finding(Action::Accept, None, vec![])),
                 (Mode::Monitor, _) => return Some(finding(Action::Accept, None, vec![tag()])),
@@ -108,20 +102,20 @@ impl Policy {
             .unwrap_or(rule.reply);
         let hide = settings.and_then(|s| s.hide_details).unwrap_or(false);
         let text = render_template(template, violation, hide);
-        Some(match (self.mode, action) {
-            (Mode::Monitor, _) | (_, RuleAction::Tag) => finding(Action::Accept, None, vec![tag()]),
-            (Mode::Enforce, RuleAction::Reject) => finding(
+        // Monitor mode refuses nothing, except where the daemon protects itself.
+        let enforce = self.mode == Mode::Enforce || rule.control == Control::Fixed;
+        Some(match (enforce, action) {
+            (false, _) | (_, RuleAction::Tag) => finding(Action::Accept, None, vec![tag()]),
+            (true, RuleAction::Reject) => finding(
                 Action::Reject,
                 Some(SmtpReply::new(rule.code, rule.enhanced, text)),
                 vec![],
             ),
-            (Mode::Enforce, RuleAction::Tempfail) => {
+            (true, RuleAction::Tempfail) => {
                 finding(Action::Tempfail, tempfail_reply(&text), vec![])
             }
-            (Mode::Enforce, RuleAction::Quarantine) => {
-                finding(Action::Quarantine, None, vec![tag()])
-            }
-            (Mode::Enforce, RuleAction::Discard) => finding(Action::Discard, None, vec![]),
+            (true, RuleAction::Quarantine) => finding(Action::Quarantine, None, vec![tag()]),
+            (true, RuleAction::Discard) => finding(Action::Discard, None, vec![]),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The memory-budget deferral (Điều 18 khoản 2, mail is never lost): a message
-//! whose next body chunk would take the bytes held by all sessions past `[limits]
-//! max_buffered_bytes` is deferred with 451, in every mode, and the sender retries.
+//! whose next body chunk, header field or recipient would take the bytes held by
+//! all sessions past `[limits] max_buffered_bytes` is deferred with 451, in every
+//! mode, and the sender retries.
 //! The budget itself is counted in src/milter/budget.rs.
 
 use super::Detector;
@@ -15,10 +16,10 @@ pub const MEMORY_BUDGET: Rule = Rule {
     code: 451,
     enhanced: "4.7.1",
     reply: TEMPFAIL_TEXT,
-    control: Control::AlwaysTempfail,
+    control: Control::Fixed,
 };
 
-/// Called by the daemon when the budget refuses a body chunk.
+/// Called by the daemon when the budget refuses what a message would hold.
 pub const DETECTOR: Detector = Detector {
     rules: &[&MEMORY_BUDGET],
     at_end_of_message: None,

@@ -9,6 +9,7 @@
 pub mod attachments;
 pub mod budget;
 pub mod forwarding;
+pub mod message_limits;
 pub mod size;
 pub mod virus;
 
@@ -41,6 +42,7 @@ pub const REGISTRY: &[Detector] = &[
     forwarding::DETECTOR,
     virus::DETECTOR,
     budget::DETECTOR,
+    message_limits::DETECTOR,
 ];
 
 /// Every rule, the internal ones (the daemon's own faults) included.
@@ -70,7 +72,7 @@ pub fn configurable_rule(name: &str) -> Option<&'static Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::Control;
+    use crate::rule::RuleAction;
 
     #[test]
     fn names_are_unique_and_snake_case() {
@@ -95,7 +97,7 @@ mod tests {
     fn replies_are_ascii_and_refusals_are_5xx() {
         for rule in all_rules() {
             assert!(rule.reply.is_ascii(), "{}", rule.name);
-            if rule.control != Control::AlwaysTempfail {
+            if rule.default_action != RuleAction::Tempfail {
                 assert!((500..600).contains(&rule.code), "{}", rule.name);
                 assert!(rule.enhanced.starts_with("5."), "{}", rule.name);
             }
@@ -103,7 +105,8 @@ mod tests {
     }
 
     /// The README's "What it enforces" table lists exactly the configurable rules,
-    /// in the registry's order, with their articles and default replies' codes.
+    /// in the registry's order, with their articles and default replies' codes;
+    /// the text after it names every internal outcome.
     #[test]
     fn readme_rule_table_matches_the_registry() {
         let readme = include_str!("../../README.md");
@@ -131,5 +134,13 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, expected);
+        // The internal outcomes are named in the text after the table.
+        for rule in all_rules().filter(|r| r.internal()) {
+            assert!(
+                section.contains(&format!("`{}`", rule.name)),
+                "README does not name the internal outcome {}",
+                rule.name
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::message::Message;
-use crate::milter::{BoxFuture, Filter};
+use crate::milter::{BoxFuture, Filter, Limit};
 use crate::pipeline;
 use crate::verdict::Verdict;
 
@@ -58,6 +58,17 @@ impl Filter for PolicyFilter {
         let loaded = self.state.policy();
         let verdict = pipeline::over_budget(msg, &loaded.policy, budget.used(), budget.limit());
         report(msg, &verdict, None, Stage::Body, std::time::Duration::ZERO);
+        verdict
+    }
+
+    fn over_limit(&self, msg: &Message, limit: Limit) -> Verdict {
+        let loaded = self.state.policy();
+        let verdict = pipeline::over_limit(msg, &loaded.policy, limit);
+        let stage = match limit {
+            Limit::Recipients(_) => Stage::Recipient,
+            Limit::Headers(_) => Stage::Header,
+        };
+        report(msg, &verdict, None, stage, std::time::Duration::ZERO);
         verdict
     }
 

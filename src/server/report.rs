@@ -21,6 +21,10 @@ use super::logging::message_id;
 pub enum Stage {
     /// At MAIL FROM (the declared size).
     Mail,
+    /// At a recipient (one too many).
+    Recipient,
+    /// At a header field (one too many).
+    Header,
     /// Before a body chunk was stored (the streamed size, the memory budget).
     Body,
     /// At end of message: the full decision.
@@ -31,6 +35,8 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Mail => "mail",
+            Stage::Recipient => "rcpt",
+            Stage::Header => "header",
             Stage::Body => "body",
             Stage::EndOfMessage => "eom",
         }
