@@ -4,9 +4,23 @@
 //! doubling) and the decoded copies that inspection makes of it. A message whose next body
 //! chunk would cross the budget is deferred (the sender retries) instead of
 //! exhausting memory; its buffer is freed at once.
+//!
+//! The inspection charges the same budget for what it holds beyond that decoded
+//! copy (archive entries held whole, decoder dictionaries, names and paths), as a
+//! [`MemoryPool`] (src/inspect/budget.rs, src/pipeline.rs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::inspect::budget::MemoryPool;
+
+/// Budget bytes the session takes per body byte it stores
+/// (src/milter/session.rs, which keeps its own copy of this figure and the
+/// measurements behind it; a test below holds the two together). The decision
+/// counts on it: one of the three is the decoded copy the inspection may hold
+/// without charging more, and the message's body holds this much of the budget
+/// before its inspection asks for anything.
+pub const SESSION_BYTES_PER_BODY_BYTE: u64 = 3;
 
 /// The shared budget.
 #[derive(Debug)]
@@ -53,6 +67,24 @@ impl MemoryBudget {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 Some(used.saturating_sub(bytes))
             });
+    }
+}
+
+impl MemoryPool for MemoryBudget {
+    fn try_take(&self, bytes: u64) -> bool {
+        MemoryBudget::try_take(self, bytes)
+    }
+
+    fn give_back(&self, bytes: u64) {
+        MemoryBudget::give_back(self, bytes)
+    }
+
+    fn used(&self) -> u64 {
+        MemoryBudget::used(self)
+    }
+
+    fn limit(&self) -> u64 {
+        MemoryBudget::limit(self)
     }
 }
 
