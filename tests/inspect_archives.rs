@@ -683,6 +683,32 @@ fn a_nested_archive_is_held_whole_within_the_memory_budget() {
 }
 
 #[test]
+fn small_entries_hold_small_buffers_and_a_7z_header_is_read_within_its_limit() {
+    let entries: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("{i}.txt"), format!("so {i}\n").into_bytes()))
+        .collect();
+    let pairs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let pool = MemoryBudget::new(1 << 30);
+    let (facts, account) = inspect_within(&zip_of(&pairs), &pool, 0, 1 << 30);
+    assert_eq!(facts.len(), 11);
+    assert!(account.peak() < 32 * 1024, "{}", account.peak());
+
+    // A 7z's header is read with 16 MiB held: a message that may never hold as
+    // much cannot have its 7z opened.
+    let (facts, account) = inspect_within(&fixture("exe-in.7z"), &pool, 0, 8 << 20);
+    assert!(matches!(
+        account.shortfall(),
+        Some(MemoryShortfall::TooLarge { .. })
+    ));
+    assert!(facts[0].uninspectable.is_some());
+    let (facts, _) = inspect_within(&fixture("exe-in.7z"), &pool, 0, 17 << 20);
+    assert_eq!(executables(&facts).len(), 1, "{facts:?}");
+}
+
+#[test]
 fn classify_streamed_agrees_with_classify_on_every_fixture() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/archives");
     let mut checked = 0;

@@ -118,13 +118,14 @@ pub fn classify_streamed(prefix: &[u8], tail: &[u8], len: u64) -> FileKind {
     }
 }
 
-/// True when a file starting with `prefix` must be held whole to be inspected:
-/// an archive the filter opens (zip-based documents included) or an OLE2
-/// container (an installer or Office document is told by its directory, which
-/// may lie anywhere in the file).
+/// True when a file starting with `prefix` (and longer than it) must be held
+/// whole to be inspected: an archive the filter opens (zip-based documents
+/// included) or an OLE2 container (an installer or Office document is told by
+/// its directory, which may lie anywhere in the file). A zip behind other data
+/// shows at the end instead ([`zip_behind`]).
 pub fn must_hold_whole(prefix: &[u8]) -> bool {
     prefix.starts_with(&OLE2_MAGIC)
-        || archive_kind(prefix).is_some_and(|k| !matches!(k, ArchiveKind::Unsupported(_)))
+        || archive_kind_at_start(prefix).is_some_and(|k| !matches!(k, ArchiveKind::Unsupported(_)))
 }
 
 /// True when the last bytes of a file hold a zip's end record: a zip behind other
@@ -366,9 +367,10 @@ fn footer_kind(data: &[u8]) -> Option<ArchiveKind> {
 }
 
 fn has_zip_end_record(data: &[u8]) -> bool {
-    let window = data.len().saturating_sub(65_557);
+    let window = data.len().saturating_sub(TAIL_LEN);
     data.get(window..)
-        .is_some_and(|tail| memchr::memmem::rfind(tail, b"PK\x05\x06").is_some())
+        // Whether there is one: a forward search, which is vectorised.
+        .is_some_and(|tail| memchr::memmem::find(tail, b"PK\x05\x06").is_some())
 }
 
 /// A tar header: the `ustar` magic, or (old v7 tars) a valid header checksum.

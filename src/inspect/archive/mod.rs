@@ -180,7 +180,7 @@ const READ_CHUNK: u64 = 64 * 1024;
 
 /// Bytes unpacked between two looks at the clock while an entry is streamed: a
 /// larger step, so that keeping the last [`TAIL_LEN`] bytes moves little memory.
-const STREAM_CHUNK: u64 = 256 * 1024;
+const STREAM_CHUNK: u64 = 64 * 1024;
 
 /// Unpacks an entry from `reader`: never more than the bytes left in the budget,
 /// nor more than the ratio cap for `packed` compressed bytes, and not past the
@@ -254,10 +254,13 @@ fn fill(
         if want == 0 {
             return room > 0;
         }
-        if let Err(reason) = make_room(out, want as usize, budget) {
-            out.limit = Some(reason);
-            return false;
-        }
+        let want = match make_room(out, want as usize, budget) {
+            Ok(room) => room as u64,
+            Err(reason) => {
+                out.limit = Some(reason);
+                return false;
+            }
+        };
         // Straight into `out.data`, whose room was made above (no zeroed scratch
         // buffer per entry: most entries are small); `read_to_end` keeps what it
         // read before an error.
@@ -276,18 +279,26 @@ fn fill(
     }
 }
 
-/// Makes room for `want` more bytes in `out.data`, doubling its size, with the
+/// The first buffer of an entry: most entries are small.
+const FIRST_ROOM: usize = 8 * 1024;
+
+/// Makes room in `out.data` for up to `want` more bytes and says how much there
+/// is (at least one byte). A full buffer doubles, from [`FIRST_ROOM`], with the
 /// memory held first (the old buffer's too, while both exist).
-fn make_room(out: &mut Unpacked, want: usize, budget: &mut Budget) -> Result<(), String> {
+fn make_room(out: &mut Unpacked, want: usize, budget: &mut Budget) -> Result<usize, String> {
     let data = &mut out.data;
-    if data.capacity() - data.len() >= want {
-        return Ok(());
+    let spare = data.capacity() - data.len();
+    if spare > 0 {
+        return Ok(spare.min(want));
     }
     let old = data.capacity();
-    let new = data.len().saturating_add(want).max(old.saturating_mul(2));
+    let new = old
+        .saturating_mul(2)
+        .max(FIRST_ROOM)
+        .min(data.len().saturating_add(want));
     budget.hold(new as u64)?;
     data.reserve_exact(new - data.len());
-    let got = data.capacity();
+    let (got, len) = (data.capacity(), data.len());
     budget.release(old as u64);
     out.held = out
         .held
@@ -296,7 +307,7 @@ fn make_room(out: &mut Unpacked, want: usize, budget: &mut Budget) -> Result<(),
     if got != new {
         out.settle(budget);
     }
-    Ok(())
+    Ok((got - len).min(want))
 }
 
 /// Reads the rest of a streamed entry, keeping its last [`TAIL_LEN`] bytes.

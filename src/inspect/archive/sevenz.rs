@@ -29,11 +29,17 @@ fn is_password_error(e: &Error) -> bool {
     }
 }
 
+/// Memory the archive's header may take while it is read (its decoded bytes,
+/// and the dictionary of the coder that packed them), held from the budget
+/// meanwhile. 7-Zip packs headers with a 1 MiB dictionary, and a header holds a
+/// few dozen bytes per entry.
+const HEADER_MEMORY_LIMIT: usize = 16 * 1024 * 1024;
+
 fn problem_of(e: &Error) -> String {
     match e {
-        Error::MaxMemLimited { .. } => format!(
+        Error::MaxMemLimited { max_kb, .. } => format!(
             "7z archive needs more decoder memory than allowed ({} MiB)",
-            DECODER_MEMORY_LIMIT / (1024 * 1024)
+            max_kb / 1024
         ),
         Error::UnsupportedCompressionMethod(m) => {
             format!("7z archive uses a compression method that cannot be unpacked here: {m}")
@@ -45,9 +51,14 @@ fn problem_of(e: &Error) -> String {
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     let mut opened = Opened::default();
     let password = Password::empty();
-    let mem_kb = DECODER_MEMORY_LIMIT / 1024;
     let mut source = Cursor::new(data);
-    let archive = match Archive::read_with_memory_limit(&mut source, &password, mem_kb) {
+    if let Err(reason) = budget.hold(HEADER_MEMORY_LIMIT as u64) {
+        opened.problem(reason);
+        return opened;
+    }
+    let read = Archive::read_with_memory_limit(&mut source, &password, HEADER_MEMORY_LIMIT / 1024);
+    budget.release(HEADER_MEMORY_LIMIT as u64);
+    let archive = match read {
         Ok(a) => a,
         Err(e) if is_password_error(&e) => {
             opened.encrypted = true;
