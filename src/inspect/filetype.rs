@@ -410,8 +410,9 @@ fn is_tar(data: &[u8]) -> bool {
     sum == stated && !text.is_empty()
 }
 
-/// Archive and disk-image formats recognised here but not opened: the archive
-/// gets the "uninspectable" verdict.
+/// Archive and disk-image formats recognised here, by their first bytes, but
+/// not opened: the archive gets the "uninspectable" verdict. (Disk images told
+/// by a footer: [`footer_kind`].)
 fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     let starts = |m: &[u8]| data.starts_with(m);
     let at = |off: usize, m: &[u8]| {
