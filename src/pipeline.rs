@@ -11,14 +11,27 @@
 //! Order matters for cost, not for the outcome: when the cheap rules already
 //! refuse the message, clamd is not asked (the verdict could only get more severe
 //! in wording, not in action).
+//!
+//! In the daemon, decisions share two things ([`Shared`]): the memory budget
+//! (what inspection holds beyond the body's decoded copy is charged to it; a full
+//! budget defers the message, a message that alone needs more than the whole
+//! budget is uninspectable) and turns at inspecting (`[limits]
+//! max_concurrent_inspections`: inspection is CPU work, and every message being
+//! inspected holds memory). The offline `scan` shares nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use tokio::runtime::RuntimeFlavor;
+use tokio::sync::Semaphore;
 
+use crate::inspect::budget::{MemoryAccount, MemoryShortfall};
 use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature};
 use crate::message::Message;
 use crate::milter::Limit;
+use crate::milter::budget::{MemoryBudget, SESSION_BYTES_PER_BODY_BYTE};
 use crate::policy::Policy;
 use crate::rule::Violation;
 use crate::rules;
@@ -95,11 +108,35 @@ fn decisive(verdict: Verdict) -> Option<Verdict> {
     matches!(verdict.action, Action::Reject | Action::Tempfail).then_some(verdict)
 }
 
+/// What the daemon's decisions share; the default shares nothing (the offline
+/// `scan`).
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// `[limits] max_buffered_bytes`: the session charged the message's body; the
+    /// inspection charges what it holds beyond the body's decoded copy.
+    pub memory: Option<Arc<MemoryBudget>>,
+    /// `[limits] max_concurrent_inspections` turns at inspecting; a message waits
+    /// for one at most `[limits] max_inspect_time`.
+    pub inspections: Option<Arc<Semaphore>>,
+}
+
+/// The memory account of one message's inspection: its body already holds
+/// [`SESSION_BYTES_PER_BODY_BYTE`] per byte of the budget, one of which is the
+/// decoded copy inspection may make uncharged; it may charge at most what the
+/// rest of the budget would give it alone.
+fn memory_account(msg: &Message, pool: &Arc<MemoryBudget>) -> Arc<MemoryAccount> {
+    let body = msg.body_len() as u64;
+    let ceiling = pool
+        .limit()
+        .saturating_sub(body.saturating_mul(SESSION_BYTES_PER_BODY_BYTE));
+    MemoryAccount::new(pool.clone(), body, ceiling)
+}
+
 /// Inspects the message's content. The work is CPU-bound, so on the daemon's
 /// multi-threaded runtime it tells tokio to move other tasks off this thread
 /// meanwhile.
-fn inspect(msg: &Message, policy: &Policy) -> Inspection {
-    let run = || crate::inspect::inspect_message(&msg.raw, &policy.limits);
+fn inspect(msg: &Message, policy: &Policy, memory: Option<Arc<MemoryAccount>>) -> Inspection {
+    let run = || crate::inspect::mime::inspect_message_within(&msg.raw, &policy.limits, memory);
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
         _ => run(),
@@ -169,13 +206,74 @@ fn file_type_label(kind: &FileKind) -> &'static str {
 /// scanning is off — or when it could not be set up, in which case the
 /// `on_failure` action applies as for any clamd failure.
 pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -> Decision {
+    decide_sharing(msg, policy, scanner, &Shared::default()).await
+}
+
+/// A memory shortfall as a violation: the budget is busy (try later), or the
+/// message needs more than the whole budget (uninspectable, for good).
+fn memory_violation(short: &MemoryShortfall) -> Violation {
+    match short {
+        MemoryShortfall::Busy { .. } => rules::budget::inspection_over_budget(short),
+        MemoryShortfall::TooLarge { .. } => Violation::new(
+            &rules::attachments::UNINSPECTABLE,
+            format!("message cannot be inspected completely: {short}"),
+        )
+        .with("file", "(message)")
+        .with("limit", short.to_string()),
+    }
+}
+
+/// A verdict decided before the message could be judged whole (no turn at
+/// inspecting, no memory): nothing else is judged.
+fn deferred(violation: Violation, msg: &Message, policy: &Policy) -> Decision {
+    Decision {
+        verdict: judge(&[violation], msg, policy),
+        facts: Facts::default(),
+    }
+}
+
+/// [`decide`], sharing memory and turns at inspecting with the daemon's other
+/// decisions.
+pub async fn decide_sharing(
+    msg: &Message,
+    policy: &Policy,
+    scanner: Option<&Scanner>,
+    shared: &Shared,
+) -> Decision {
     let mut violations = Vec::new();
     violations.extend(rules::size::check_streamed(msg, 0, policy));
     let forwarding = rules::forwarding::detect(msg, policy);
     if let Some(f) = &forwarding {
         violations.push(f.violation());
     }
-    let inspection = inspect(msg, policy);
+    let turn = match &shared.inspections {
+        Some(turns) => {
+            let waiting = Instant::now();
+            let wait = policy.limits.max_inspect_time.get();
+            match tokio::time::timeout(wait, turns.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    let queued = rules::budget::queue_timeout(
+                        policy.limits.concurrent_inspections(),
+                        waiting.elapsed(),
+                    );
+                    return deferred(queued, msg, policy);
+                }
+            }
+        }
+        None => None,
+    };
+    // Held until the decision is made: the inspection's parts go to clamd.
+    let memory = shared.memory.as_ref().map(|pool| memory_account(msg, pool));
+    let mut inspection = inspect(msg, policy, memory.clone());
+    drop(turn);
+    match memory.as_ref().and_then(|m| m.shortfall()) {
+        Some(busy @ MemoryShortfall::Busy { .. }) => {
+            return deferred(memory_violation(&busy), msg, policy);
+        }
+        Some(too_large) => inspection.problems.push(too_large.to_string()),
+        None => {}
+    }
     violations.extend(rules::at_end_of_message(&rules::Evidence {
         msg,
         policy,
@@ -193,7 +291,16 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
     if policy.clamav.enabled && !refused {
         let result = match scanner {
             Some(s) => match policy.clamav.scan {
-                ScanMode::Message => s.scan_raw(Bytes::copy_from_slice(&msg.raw)).await,
+                ScanMode::Message => {
+                    let copy = msg.raw.len() as u64;
+                    if let Some(m) = &memory
+                        && !m.hold(copy)
+                        && let Some(short) = m.shortfall()
+                    {
+                        return deferred(memory_violation(&short), msg, policy);
+                    }
+                    s.scan_raw(Bytes::copy_from_slice(&msg.raw)).await
+                }
                 ScanMode::Attachments => s.scan_parts(&inspection.scan_parts).await,
             },
             None => ScanOutcome::Failed {
@@ -228,4 +335,127 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
         forwarding,
     };
     Decision { verdict, facts }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::milter::budget::Reservation;
+    use crate::policy::Seconds;
+
+    fn policy() -> Policy {
+        let mut p = Policy::default();
+        p.clamav.enabled = false;
+        p
+    }
+
+    /// A message whose zip holds a stored zip of 2 MiB of noise: the inner one
+    /// must be held whole to be opened.
+    fn nested_archive_message() -> Message {
+        let mut seed = 7u64;
+        let noise: Vec<u8> = (0..2 << 20)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let zip = |name: &str, data: &[u8], method| {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let options = zip::write::SimpleFileOptions::default().compression_method(method);
+            w.start_file(name, options).unwrap();
+            w.write_all(data).unwrap();
+            w.finish().unwrap().into_inner()
+        };
+        let inner = zip("noise.bin", &noise, zip::CompressionMethod::Stored);
+        let outer = zip("inner.zip", &inner, zip::CompressionMethod::Stored);
+        let mut eml = b"From: a@example.org\r\nTo: b@bacgiang.gov.vn\r\nSubject: ho so\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/zip; name=a.zip\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        eml.extend(base64_simd::STANDARD.encode_to_string(&outer).as_bytes());
+        eml.extend(b"\r\n--b--\r\n");
+        Message::from_eml(&eml)
+    }
+
+    /// The budget a session would have charged for `msg`, taken from a pool of
+    /// `extra` bytes more than that.
+    fn pool_for(msg: &Message, extra: u64) -> (Arc<MemoryBudget>, Reservation) {
+        let session = SESSION_BYTES_PER_BODY_BYTE * msg.body_len() as u64;
+        let pool = MemoryBudget::new(session + extra);
+        let mut held = Reservation::new(Some(pool.clone()));
+        assert!(held.grow(session));
+        (pool, held)
+    }
+
+    fn decide_with(msg: &Message, policy: &Policy, shared: &Shared) -> Verdict {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(decide_sharing(msg, policy, None, shared))
+            .verdict
+    }
+
+    #[test]
+    fn a_message_within_the_budget_is_decided_and_gives_the_memory_back() {
+        let msg = nested_archive_message();
+        let (pool, _session) = pool_for(&msg, 8 << 20);
+        let before = pool.used();
+        let shared = Shared {
+            memory: Some(pool.clone()),
+            ..Shared::default()
+        };
+        assert_eq!(decide_with(&msg, &policy(), &shared).action, Action::Accept);
+        assert_eq!(pool.used(), before);
+    }
+
+    #[test]
+    fn a_full_budget_defers_and_a_budget_too_small_for_the_message_refuses() {
+        let msg = nested_archive_message();
+        // Other messages hold all but 1 MiB: come back later.
+        let (pool, _session) = pool_for(&msg, 8 << 20);
+        let mut others = Reservation::new(Some(pool.clone()));
+        assert!(others.grow(7 << 20));
+        let shared = Shared {
+            memory: Some(pool.clone()),
+            ..Shared::default()
+        };
+        let verdict = decide_with(&msg, &policy(), &shared);
+        assert_eq!(verdict.action, Action::Tempfail);
+        assert_eq!(verdict.reasons[0].rule, "memory_budget");
+        drop(others);
+
+        // The whole budget leaves 1 MiB beyond the body: never enough.
+        let (pool, _session) = pool_for(&msg, 1 << 20);
+        let shared = Shared {
+            memory: Some(pool),
+            ..Shared::default()
+        };
+        let verdict = decide_with(&msg, &policy(), &shared);
+        assert_eq!(verdict.action, Action::Reject);
+        assert_eq!(verdict.reasons[0].rule, "uninspectable");
+        assert!(
+            verdict.reasons[0]
+                .detail
+                .contains("more than the whole budget"),
+            "{:?}",
+            verdict.reasons
+        );
+    }
+
+    #[test]
+    fn a_message_that_gets_no_turn_in_time_is_deferred() {
+        let msg = nested_archive_message();
+        let mut policy = policy();
+        policy.limits.max_inspect_time = Seconds::parse("100ms").unwrap();
+        let shared = Shared {
+            inspections: Some(Arc::new(Semaphore::new(0))),
+            ..Shared::default()
+        };
+        let verdict = decide_with(&msg, &policy, &shared);
+        assert_eq!(verdict.action, Action::Tempfail);
+        assert_eq!(verdict.reasons[0].rule, "inspection_queue");
+    }
 }

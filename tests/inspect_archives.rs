@@ -5,10 +5,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use congvu_milter::inspect::budget::Budget;
+use std::io::Write;
+use std::sync::Arc;
+
+use congvu_milter::inspect::budget::{Budget, MemoryAccount, MemoryShortfall};
 use congvu_milter::inspect::file::inspect_file;
-use congvu_milter::inspect::filetype::classify;
+use congvu_milter::inspect::filetype::{
+    PREFIX_LEN, TAIL_LEN, classify, classify_streamed, must_hold_whole,
+};
 use congvu_milter::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind};
+use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::policy::{ByteSize, LimitsSection};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -539,6 +545,207 @@ fn budget_is_shared_across_attachments_of_a_message() {
     let second = out.iter().find(|f| f.path == path(&["exe-in.7z"])).unwrap();
     let reason = second.uninspectable.as_deref().unwrap_or_default();
     assert!(reason.contains("max_archive_entries = 3"), "{reason}");
+}
+
+// --- large entries: read as streams, or held within the memory budget ---
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Bytes no signature matches, compressible well under the ratio limit.
+fn filler(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn large_entries_are_streamed_and_typed_by_their_first_and_last_bytes() {
+    let mut padded_exe = fixture("clam.exe");
+    padded_exe.extend(filler(3 << 20));
+    let mut vhd = filler(2 << 20);
+    let footer = vhd.len() - 512;
+    vhd[footer..footer + 8].copy_from_slice(b"conectix");
+    let text = b"Bao cao tong hop.\n".repeat(200_000);
+    let zip = zip_of(&[
+        ("ho-so.pdf", &padded_exe),
+        ("disk.bin", &vhd),
+        ("bao-cao.txt", &text),
+    ]);
+    let facts = inspect_with("a.zip", &zip, &LimitsSection::default());
+    let by_name = |n: &str| facts.iter().find(|f| f.name.as_deref() == Some(n)).unwrap();
+    let exe = by_name("ho-so.pdf");
+    assert_eq!(exe.kind, FileKind::Executable(ExecKind::Pe));
+    assert_eq!(exe.size, padded_exe.len() as u64);
+    let disk = by_name("disk.bin");
+    assert_eq!(
+        disk.kind,
+        FileKind::Archive(ArchiveKind::Unsupported("vhd"))
+    );
+    assert!(disk.uninspectable.is_some());
+    let report = by_name("bao-cao.txt");
+    assert_eq!(report.size, text.len() as u64);
+    assert_eq!(report.uninspectable, None);
+}
+
+#[test]
+fn a_zip_behind_other_data_in_a_large_entry_is_read_again_whole_and_opened() {
+    // A picture with an archive appended: the end record is in the last bytes.
+    let mut picture = filler(1 << 20);
+    picture.extend(zip_of(&[("clam.exe", &fixture("clam.exe"))]));
+    for outer in [zip_of(&[("anh.jpg", &picture)]), gzip(&picture)] {
+        let facts = inspect_with("a", &outer, &LimitsSection::default());
+        let exes = executables(&facts);
+        assert_eq!(exes.len(), 1, "{facts:?}");
+        assert_eq!(exes[0].0.last().map(String::as_str), Some("clam.exe"));
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// An inspection whose memory comes from `pool`, the message's body having
+/// charged `allowance` already; at most `ceiling` more.
+fn inspect_within(
+    data: &[u8],
+    pool: &Arc<MemoryBudget>,
+    allowance: u64,
+    ceiling: u64,
+) -> (Vec<FileFacts>, Arc<MemoryAccount>) {
+    let account = MemoryAccount::new(pool.clone(), allowance, ceiling);
+    let mut budget = Budget::new(&LimitsSection::default()).with_memory(Some(account.clone()));
+    let mut out = Vec::new();
+    inspect_file(
+        vec!["a.zip".into()],
+        Some("a.zip"),
+        data,
+        0,
+        &mut budget,
+        &mut out,
+    );
+    (out, account)
+}
+
+#[test]
+fn a_nested_archive_is_held_whole_within_the_memory_budget() {
+    let mut rng = Rng(7);
+    let noise: Vec<u8> = (0..4 << 20).map(|_| rng.next() as u8).collect();
+    let inner = zip_of(&[("clam.exe", &fixture("clam.exe")), ("noise.bin", &noise)]);
+    // Stored, so that the inner zip is as large unpacked as it is here.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("inner.zip", stored).unwrap();
+    w.write_all(&inner).unwrap();
+    let outer = w.finish().unwrap().into_inner();
+    let mib = 1u64 << 20;
+
+    // Room enough: opened, the executable found, the entry's memory given back.
+    let pool = MemoryBudget::new(64 * mib);
+    let (facts, account) = inspect_within(&outer, &pool, 0, 64 * mib);
+    assert_eq!(executables(&facts).len(), 1, "{facts:?}");
+    assert_eq!(account.shortfall(), None);
+    assert!(account.peak() >= inner.len() as u64, "{}", account.peak());
+    assert!(account.held() < mib, "{}", account.held());
+    assert_eq!(pool.used(), account.held());
+    drop(account);
+    assert_eq!(pool.used(), 0);
+
+    // More than the message may ever hold: uninspectable for good.
+    let (facts, account) = inspect_within(&outer, &pool, 0, mib);
+    assert!(
+        matches!(account.shortfall(), Some(MemoryShortfall::TooLarge { .. })),
+        "{account:?}"
+    );
+    let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.contains("more than the whole budget"), "{reason}");
+    drop(account);
+
+    // Held by other messages now: busy, try later.
+    let pool = MemoryBudget::new(8 * mib);
+    let mut others = congvu_milter::milter::budget::Reservation::new(Some(pool.clone()));
+    assert!(others.grow(6 * mib));
+    let (_, account) = inspect_within(&outer, &pool, 0, 8 * mib);
+    assert!(
+        matches!(account.shortfall(), Some(MemoryShortfall::Busy { .. })),
+        "{account:?}"
+    );
+    drop(account);
+    assert_eq!(pool.used(), 6 * mib);
+}
+
+#[test]
+fn small_entries_hold_small_buffers_and_a_7z_header_is_read_within_its_limit() {
+    let entries: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("{i}.txt"), format!("so {i}\n").into_bytes()))
+        .collect();
+    let pairs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let pool = MemoryBudget::new(1 << 30);
+    let (facts, account) = inspect_within(&zip_of(&pairs), &pool, 0, 1 << 30);
+    assert_eq!(facts.len(), 11);
+    assert!(account.peak() < 32 * 1024, "{}", account.peak());
+
+    // A 7z's header is read with 16 MiB held: a message that may never hold as
+    // much cannot have its 7z opened.
+    let (facts, account) = inspect_within(&fixture("exe-in.7z"), &pool, 0, 8 << 20);
+    assert!(matches!(
+        account.shortfall(),
+        Some(MemoryShortfall::TooLarge { .. })
+    ));
+    assert!(facts[0].uninspectable.is_some());
+    let (facts, _) = inspect_within(&fixture("exe-in.7z"), &pool, 0, 17 << 20);
+    assert_eq!(executables(&facts).len(), 1, "{facts:?}");
+}
+
+#[test]
+fn classify_streamed_agrees_with_classify_on_every_fixture() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/archives");
+    let mut checked = 0;
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    // Shapes that need the length or the end: a DOS header counting its
+    // paragraphs, disk-image footers, a long text.
+    let mut dos = vec![0u8; 200 * 1024];
+    dos[..2].copy_from_slice(b"MZ");
+    dos[2] = 0x10;
+    dos[8..10].copy_from_slice(&0x2000u16.to_le_bytes()); // a 128 KiB header
+    files.push(("dos".into(), dos));
+    for footer in [b"conectix".as_slice(), b"koly"] {
+        let mut image = filler(300 * 1024);
+        let at = image.len() - 512;
+        image[at..at + footer.len()].copy_from_slice(footer);
+        files.push((String::from_utf8_lossy(footer).into(), image));
+    }
+    files.push(("text".into(), b"xin chao\n".repeat(50_000)));
+    for (name, data) in &files {
+        let prefix = &data[..data.len().min(PREFIX_LEN)];
+        if must_hold_whole(prefix) {
+            continue;
+        }
+        let tail = &data[data.len().saturating_sub(TAIL_LEN)..];
+        assert_eq!(
+            classify_streamed(prefix, tail, data.len() as u64),
+            classify(data),
+            "{name}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "{checked}");
 }
 
 // --- hostile bytes: never a panic ---

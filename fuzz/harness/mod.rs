@@ -125,6 +125,7 @@ pub fn limits() -> LimitsSection {
         max_message_depth: 20,
         max_inspect_time: Seconds::secs(20),
         max_buffered_bytes: ByteSize::mib(64),
+        max_concurrent_inspections: 1,
     }
 }
 

@@ -1,6 +1,11 @@
 //! Everything about one file's bytes: its real type, and for an archive (or a
 //! zip-based document) every entry inside, recursively, within the [`Budget`]
 //! (src/inspect/budget.rs).
+//!
+//! Entries arrive whole only when they must be opened; the others arrive as their
+//! first and last bytes (src/inspect/archive/mod.rs) and are typed from those.
+//! The facts themselves (paths and names, which a sender chooses) are memory the
+//! message holds: [`record`] charges them to the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -33,14 +38,18 @@ pub fn inspect_file(
     let kind = filetype::classify(data);
     let index = out.len();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
-    out.push(FileFacts {
-        path: path.clone(),
-        name: name.map(str::to_string),
-        size: data.len() as u64,
-        kind: kind.clone(),
-        encrypted: encrypted_doc,
-        uninspectable: None,
-    });
+    record(
+        out,
+        FileFacts {
+            path: path.clone(),
+            name: name.map(str::to_string),
+            size: data.len() as u64,
+            kind: kind.clone(),
+            encrypted: encrypted_doc,
+            uninspectable: None,
+        },
+        budget,
+    );
     let format = match &kind {
         FileKind::Archive(ArchiveKind::Unsupported(what)) => {
             out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
@@ -57,7 +66,7 @@ pub fn inspect_file(
         out[index].uninspectable = Some(budget.depth_reason());
         return;
     }
-    if let Err(reason) = budget.check_time() {
+    if let Err(reason) = budget.check_limits() {
         out[index].uninspectable = Some(reason);
         return;
     }
@@ -77,28 +86,41 @@ pub fn inspect_file(
             entry.name.clone()
         };
         entry_path.push(entry_name.clone());
-        match entry.data {
-            Some(bytes) if !entry.encrypted && entry.note.is_none() => inspect_file(
-                entry_path,
-                Some(&entry_name),
-                bytes,
-                depth.saturating_add(1),
-                budget,
-                out,
-            ),
+        let readable = !entry.encrypted && entry.note.is_none();
+        let (kind, uninspectable) = match (entry.data, entry.tail) {
+            (Some(bytes), None) if readable => {
+                return inspect_file(
+                    entry_path,
+                    Some(&entry_name),
+                    bytes,
+                    depth.saturating_add(1),
+                    budget,
+                    out,
+                );
+            }
+            // Read as a stream: typed by its first and last bytes.
+            (Some(prefix), Some(tail)) if readable => streamed_kind(prefix, tail, entry.size),
             // Not unpacked, or only a prefix: its type from what there is.
-            prefix => out.push(FileFacts {
-                path: entry_path,
-                name: Some(entry_name),
-                size: entry.size,
-                kind: prefix
+            (prefix, _) => (
+                prefix
                     .filter(|p| !p.is_empty())
                     .map(filetype::classify)
                     .unwrap_or_else(|| FileKind::Other("application/octet-stream".into())),
+                entry.note.clone(),
+            ),
+        };
+        record(
+            out,
+            FileFacts {
+                path: entry_path,
+                name: Some(entry_name),
+                size: entry.size,
+                kind,
                 encrypted: entry.encrypted,
-                uninspectable: entry.note.clone(),
-            }),
-        }
+                uninspectable,
+            },
+            budget,
+        );
     };
 
     let opened = catch_unwind(AssertUnwindSafe(|| {
@@ -124,6 +146,39 @@ pub fn inspect_file(
             facts.uninspectable = opened.uninspectable.or(inner);
         }
     }
+}
+
+/// The type of an entry read as a stream, and why it is not fully inspected
+/// when it is an archive after all (only a zip behind other data gets here, from
+/// an archive that cannot give an entry twice: a 7z block).
+fn streamed_kind(prefix: &[u8], tail: &[u8], size: u64) -> (FileKind, Option<String>) {
+    let kind = filetype::classify_streamed(prefix, tail, size);
+    let note = match &kind {
+        FileKind::Archive(ArchiveKind::Unsupported(what)) => {
+            Some(format!("{what} archives cannot be opened here"))
+        }
+        FileKind::Archive(k) => Some(format!(
+            "{} archive behind other data in an entry too large to hold; not opened",
+            archive::format_name(*k)
+        )),
+        _ => None,
+    };
+    (kind, note)
+}
+
+/// Pushes the facts of one file, holding their memory (the path and names a
+/// sender chose, and the fact's own place in `out`) from the budget. When the
+/// budget is short the fact is kept all the same: the shortfall is recorded and
+/// stops the inspection.
+pub(crate) fn record(out: &mut Vec<FileFacts>, facts: FileFacts, budget: &mut Budget) {
+    let strings: usize = facts.path.iter().map(String::capacity).sum::<usize>()
+        + facts.path.capacity() * std::mem::size_of::<String>()
+        + facts.name.as_ref().map_or(0, String::capacity)
+        + facts.uninspectable.as_ref().map_or(0, String::capacity);
+    // Twice the fact's size: `out` grows by doubling.
+    let bytes = strings + 2 * std::mem::size_of::<FileFacts>();
+    let _ = budget.hold(bytes as u64);
+    out.push(facts);
 }
 
 #[cfg(test)]

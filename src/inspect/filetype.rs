@@ -15,6 +15,13 @@
 //!   first entry only and misses OOXML files whose first entry is not
 //!   `[Content_Types].xml`; we read the central directory.
 //! - Everything else (images, PDF, audio, ...) is `infer`'s MIME type.
+//!
+//! A large archive entry is not held in memory to be typed: [`classify_streamed`]
+//! tells its type from its first [`PREFIX_LEN`] and last [`TAIL_LEN`] bytes, and
+//! gives the same answer as [`classify`] on the whole file for every type that
+//! does not need to be opened; [`must_hold_whole`] says from the first bytes which
+//! entries do (archives the filter opens, OLE2 containers), and [`zip_behind`]
+//! from the last bytes which end in a zip after other data.
 
 use std::io::Cursor;
 
@@ -34,6 +41,16 @@ const fn msi_clsid(low: u8) -> [u8; 16] {
 }
 
 const OLE2_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+
+/// How many first bytes of a file [`classify_streamed`] looks at: every magic,
+/// header and fixed-offset signature checked here lies within them (the farthest,
+/// an ISO 9660 descriptor, ends at 0x9006).
+pub const PREFIX_LEN: usize = 64 * 1024;
+
+/// How many last bytes [`classify_streamed`] looks at: a zip's end record with
+/// the longest comment (22 + 65,535 bytes), which also covers the 512-byte
+/// footers of disk images.
+pub const TAIL_LEN: usize = 22 + 65_535;
 
 /// The real type of `data`.
 pub fn classify(data: &[u8]) -> FileKind {
@@ -77,10 +94,56 @@ fn u16_be(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
+/// The real type of a file seen only by its first bytes (`prefix`, at least
+/// [`PREFIX_LEN`] of them unless the file is shorter), its last bytes (`tail`, at
+/// most [`TAIL_LEN`]) and its length. For a file [`must_hold_whole`] does not
+/// claim, the same answer as [`classify`] on the whole file.
+pub fn classify_streamed(prefix: &[u8], tail: &[u8], len: u64) -> FileKind {
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if let Some(exec) = exec_kind_sized(prefix, len) {
+        return FileKind::Executable(exec);
+    }
+    if prefix.starts_with(&OLE2_MAGIC) {
+        return ole2_kind(prefix);
+    }
+    if let Some(kind) = archive_kind_at_start(prefix).or_else(|| footer_kind(tail)) {
+        return FileKind::Archive(kind);
+    }
+    if zip_behind(tail) {
+        return FileKind::Archive(ArchiveKind::Zip);
+    }
+    match infer::get(prefix) {
+        Some(t) => FileKind::Other(t.mime_type().to_string()),
+        None => FileKind::Other("application/octet-stream".to_string()),
+    }
+}
+
+/// True when a file starting with `prefix` (and longer than it) must be held
+/// whole to be inspected: an archive the filter opens (zip-based documents
+/// included) or an OLE2 container (an installer or Office document is told by
+/// its directory, which may lie anywhere in the file). A zip behind other data
+/// shows at the end instead ([`zip_behind`]).
+pub fn must_hold_whole(prefix: &[u8]) -> bool {
+    prefix.starts_with(&OLE2_MAGIC)
+        || archive_kind_at_start(prefix).is_some_and(|k| !matches!(k, ArchiveKind::Unsupported(_)))
+}
+
+/// True when the last bytes of a file hold a zip's end record: a zip behind other
+/// data (a picture with an archive appended), which only the whole file can
+/// confirm and open.
+pub fn zip_behind(tail: &[u8]) -> bool {
+    has_zip_end_record(tail)
+}
+
 /// Executable content, if `data` is a program or script. MSI is included (it needs
 /// the OLE2 root entry).
 pub fn exec_kind(data: &[u8]) -> Option<ExecKind> {
-    if let Some(k) = mz_kind(data) {
+    exec_kind_sized(data, data.len())
+}
+
+/// [`exec_kind`] of a file of `len` bytes that starts with `data`.
+fn exec_kind_sized(data: &[u8], len: usize) -> Option<ExecKind> {
+    if let Some(k) = mz_kind(data, len) {
         return Some(k);
     }
     if is_elf(data) {
@@ -104,7 +167,8 @@ pub fn exec_kind(data: &[u8]) -> Option<ExecKind> {
 /// `MZ` (or the old `ZM`): PE when `e_lfanew` points at `PE\0\0`; otherwise a DOS
 /// program if the DOS header is plausible (bytes in last page < 512, header
 /// paragraphs inside the file), so that a text file starting "MZ" is not one.
-fn mz_kind(data: &[u8]) -> Option<ExecKind> {
+/// `len` is the whole file's length (`data` may be its start only).
+fn mz_kind(data: &[u8], len: usize) -> Option<ExecKind> {
     if !(data.starts_with(b"MZ") || data.starts_with(b"ZM")) {
         return None;
     }
@@ -117,7 +181,7 @@ fn mz_kind(data: &[u8]) -> Option<ExecKind> {
     let last_page = u16_le(data, 2)?;
     let header_paragraphs = u16_le(data, 8)?;
     let header_len = usize::from(header_paragraphs) * 16;
-    (data.len() >= 28 && last_page < 512 && header_paragraphs >= 2 && header_len <= data.len())
+    (data.len() >= 28 && last_page < 512 && header_paragraphs >= 2 && header_len <= len)
         .then_some(ExecKind::Dos)
 }
 
@@ -234,6 +298,19 @@ pub const OFFICE_ENCRYPTED: &str = "application/x-ms-office-encrypted";
 
 /// The archive format of `data`, by content.
 pub fn archive_kind(data: &[u8]) -> Option<ArchiveKind> {
+    if let Some(kind) = archive_kind_at_start(data).or_else(|| footer_kind(data)) {
+        return Some(kind);
+    }
+    // A zip with something in front (self-extractors are caught as PE before this):
+    // found by its end-of-central-directory record near the end.
+    if has_zip_end_record(data) && zip::ZipArchive::new(Cursor::new(data)).is_ok() {
+        return Some(ArchiveKind::Zip);
+    }
+    None
+}
+
+/// The archive format told by the first bytes of a file.
+fn archive_kind_at_start(data: &[u8]) -> Option<ArchiveKind> {
     let starts = |m: &[u8]| data.starts_with(m);
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08PK\x03\x04") {
         return Some(ArchiveKind::Zip);
@@ -268,21 +345,32 @@ pub fn archive_kind(data: &[u8]) -> Option<ArchiveKind> {
     if is_tar(data) {
         return Some(ArchiveKind::Tar);
     }
-    if let Some(name) = unsupported_kind(data) {
-        return Some(ArchiveKind::Unsupported(name));
+    unsupported_kind(data).map(ArchiveKind::Unsupported)
+}
+
+/// Disk images told by a footer in their last 512 bytes (`data` is the file, or
+/// its last bytes).
+fn footer_kind(data: &[u8]) -> Option<ArchiveKind> {
+    let footer = |m: &[u8]| {
+        data.len()
+            .checked_sub(512)
+            .and_then(|end| data.get(end..end + m.len()))
+            .is_some_and(|s| s == m)
+    };
+    if footer(b"conectix") {
+        Some(ArchiveKind::Unsupported("vhd"))
+    } else if footer(b"koly") {
+        Some(ArchiveKind::Unsupported("dmg"))
+    } else {
+        None
     }
-    // A zip with something in front (self-extractors are caught as PE before this):
-    // found by its end-of-central-directory record near the end.
-    if has_zip_end_record(data) && zip::ZipArchive::new(Cursor::new(data)).is_ok() {
-        return Some(ArchiveKind::Zip);
-    }
-    None
 }
 
 fn has_zip_end_record(data: &[u8]) -> bool {
-    let window = data.len().saturating_sub(65_557);
+    let window = data.len().saturating_sub(TAIL_LEN);
     data.get(window..)
-        .is_some_and(|tail| memchr::memmem::rfind(tail, b"PK\x05\x06").is_some())
+        // Whether there is one: a forward search, which is vectorised.
+        .is_some_and(|tail| memchr::memmem::find(tail, b"PK\x05\x06").is_some())
 }
 
 /// A tar header: the `ustar` magic, or (old v7 tars) a valid header checksum.
@@ -322,8 +410,9 @@ fn is_tar(data: &[u8]) -> bool {
     sum == stated && !text.is_empty()
 }
 
-/// Archive and disk-image formats recognised here but not opened: the archive
-/// gets the "uninspectable" verdict.
+/// Archive and disk-image formats recognised here, by their first bytes, but
+/// not opened: the archive gets the "uninspectable" verdict. (Disk images told
+/// by a footer: [`footer_kind`].)
 fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     let starts = |m: &[u8]| data.starts_with(m);
     let at = |off: usize, m: &[u8]| {
@@ -353,12 +442,7 @@ fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     if starts(b"vhdxfile") {
         return Some("vhdx");
     }
-    if starts(b"conectix")
-        || data
-            .len()
-            .checked_sub(512)
-            .is_some_and(|end| at(end, b"conectix"))
-    {
+    if starts(b"conectix") {
         return Some("vhd");
     }
     if [0x8001, 0x8801, 0x9001]
@@ -366,13 +450,6 @@ fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
         .any(|o| at(*o, b"CD001") || at(*o, b"BEA01"))
     {
         return Some("iso");
-    }
-    if data
-        .len()
-        .checked_sub(512)
-        .is_some_and(|end| at(end, b"koly"))
-    {
-        return Some("dmg");
     }
     if is_disk_image(data) {
         return Some("img");

@@ -15,14 +15,21 @@
 //! stack, every level is bounded, and part bodies are slices of the input
 //! (`Bytes`) where no decoding is needed. mail-parser's charset tables are used
 //! for names.
+//!
+//! What the walk keeps — decoded parts, copies for the virus scanner, the facts
+//! with their paths — is held from the message's memory budget
+//! (src/inspect/budget.rs) when one is given; the paths of parts waiting on the
+//! stack are shared, not copied per part.
 
 use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::budget::Budget;
-use super::file::inspect_file;
+use super::budget::{Budget, MemoryAccount};
+use super::file::{inspect_file, record};
 use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field};
 use super::transfer::{decode_base64, decode_quoted_printable};
@@ -39,13 +46,23 @@ const MAX_NAME_CHARS: usize = 255;
 /// are reported in [`Inspection::problems`]. Parts that need no decoding are
 /// copied once out of `raw`; see [`inspect_message_shared`] to avoid that.
 pub fn inspect_message(raw: &[u8], limits: &LimitsSection) -> Inspection {
-    Walker::new(limits).run(Src::Borrowed(raw))
+    Walker::new(limits, None).run(Src::Borrowed(raw))
+}
+
+/// Like [`inspect_message`], holding the memory the inspection keeps from
+/// `memory`. When it runs short the inspection stops, and the account says why.
+pub fn inspect_message_within(
+    raw: &[u8],
+    limits: &LimitsSection,
+    memory: Option<Arc<MemoryAccount>>,
+) -> Inspection {
+    Walker::new(limits, memory).run(Src::Borrowed(raw))
 }
 
 /// Like [`inspect_message`], but parts that need no decoding are slices of `raw`
 /// (no copy).
 pub fn inspect_message_shared(raw: &Bytes, limits: &LimitsSection) -> Inspection {
-    Walker::new(limits).run(Src::Shared(raw.clone()))
+    Walker::new(limits, None).run(Src::Shared(raw.clone()))
 }
 
 /// The bytes an entity lives in: the input, or a decoded attached message.
@@ -81,8 +98,9 @@ struct Item<'a> {
     msg_depth: u32,
     /// Multipart and message levels above this entity.
     nesting: u32,
-    /// Names of the attached messages above (the start of every file's path).
-    path: Vec<String>,
+    /// Names of the attached messages above (the start of every file's path),
+    /// shared by the parts of one message.
+    path: Rc<[String]>,
     /// Position for logs: `2.1`.
     label: String,
 }
@@ -107,10 +125,10 @@ struct Walker<'l> {
 }
 
 impl<'l> Walker<'l> {
-    fn new(limits: &'l LimitsSection) -> Self {
+    fn new(limits: &'l LimitsSection, memory: Option<Arc<MemoryAccount>>) -> Self {
         Walker {
             limits,
-            budget: Budget::new(limits),
+            budget: Budget::new(limits).with_memory(memory),
             out: Inspection::default(),
             started: Instant::now(),
             max_nesting: limits
@@ -129,7 +147,7 @@ impl<'l> Walker<'l> {
             in_digest: false,
             msg_depth: 0,
             nesting: 0,
-            path: Vec::new(),
+            path: Rc::from([]),
             label: String::new(),
         }];
         let time_limit = self.limits.max_inspect_time.get();
@@ -251,7 +269,7 @@ impl<'l> Walker<'l> {
         body: Range<usize>,
         stack: &mut Vec<Item<'a>>,
     ) {
-        let (src, range) = match decode_body(&item.src, body.clone(), headers.encoding.as_deref()) {
+        let (src, range) = match self.decode(&item.src, body.clone(), headers.encoding.as_deref()) {
             Decoded::Same => (item.src.clone(), body),
             Decoded::New(bytes) => {
                 let len = bytes.len();
@@ -263,30 +281,32 @@ impl<'l> Walker<'l> {
         let label = name
             .clone()
             .unwrap_or_else(|| "(attached message)".to_owned());
-        let mut path = item.path.clone();
+        let mut path = item.path.to_vec();
         path.push(label);
         if item.msg_depth == 0 {
             self.out.attachments_size += size;
         }
         let index = self.out.files.len();
-        self.out.files.push(FileFacts {
-            path: path.clone(),
-            name: name.clone(),
-            size,
-            kind: FileKind::Other("message/rfc822".to_owned()),
-            encrypted: false,
-            uninspectable: None,
-        });
+        record(
+            &mut self.out.files,
+            FileFacts {
+                path: path.clone(),
+                name: name.clone(),
+                size,
+                kind: FileKind::Other("message/rfc822".to_owned()),
+                encrypted: false,
+                uninspectable: None,
+            },
+            &mut self.budget,
+        );
         self.alt_names(index, &headers.names);
         if item.msg_depth + 1 > self.limits.max_message_depth || item.nesting >= self.max_nesting {
             self.depth_problem(format!(
                 "attached messages nested deeper than {}",
                 self.limits.max_message_depth
             ));
-            self.out.scan_parts.push(ScanPart {
-                label: path_label(&path),
-                data: src.share(range),
-            });
+            let data = self.keep(&src, range);
+            self.scan_part(path_label(&path), data);
             return;
         }
         stack.push(Item {
@@ -295,20 +315,20 @@ impl<'l> Walker<'l> {
             in_digest: false,
             msg_depth: item.msg_depth + 1,
             nesting: item.nesting + 1,
-            path,
+            path: Rc::from(path),
             label: item.label,
         });
     }
 
     fn leaf(&mut self, item: &Item<'_>, headers: &PartHeaders, ctype: &str, body: Range<usize>) {
-        let decoded = decode_body(&item.src, body.clone(), headers.encoding.as_deref());
+        let decoded = self.decode(&item.src, body.clone(), headers.encoding.as_deref());
         // A view for the checks; `Bytes` (a copy, for borrowed input) only when kept.
         let data: &[u8] = match &decoded {
             Decoded::Same => &item.src.as_slice()[body.clone()],
             Decoded::New(bytes) => bytes,
         };
-        let keep = || match &decoded {
-            Decoded::Same => item.src.share(body.clone()),
+        let keep = |walker: &mut Self| match &decoded {
+            Decoded::Same => walker.keep(&item.src, body.clone()),
             Decoded::New(bytes) => bytes.clone(),
         };
         let name = headers.names.first().map(|n| truncate(n));
@@ -346,21 +366,19 @@ impl<'l> Walker<'l> {
         };
         // Body text is a file only when its content is not text after all.
         let is_file = !body_text || !matches!(classify(data), FileKind::Other(_));
-        let mut file_path = item.path.clone();
+        let mut file_path = item.path.to_vec();
         if is_file {
-            let data = keep();
+            let data = keep(self);
             file_path.push(name.clone().unwrap_or_else(|| "(unnamed)".to_owned()));
             if top {
                 self.out.attachments_size += data.len() as u64;
             }
-            self.out.scan_parts.push(ScanPart {
-                label: if name.is_some() {
-                    path_label(&file_path)
-                } else {
-                    label.clone()
-                },
-                data: data.clone(),
-            });
+            let scan_label = if name.is_some() {
+                path_label(&file_path)
+            } else {
+                label.clone()
+            };
+            self.scan_part(scan_label, data.clone());
             let index = self.out.files.len();
             inspect_file(
                 file_path.clone(),
@@ -377,10 +395,8 @@ impl<'l> Walker<'l> {
             }
         } else if !top {
             // The body text of an attached message: part of an attachment.
-            self.out.scan_parts.push(ScanPart {
-                label,
-                data: keep(),
-            });
+            let data = keep(self);
+            self.scan_part(label, data);
         }
 
         if is_text {
@@ -396,17 +412,15 @@ impl<'l> Walker<'l> {
                 let mut path = if is_file {
                     file_path.clone()
                 } else {
-                    item.path.clone()
+                    item.path.to_vec()
                 };
                 path.push(uu_name.clone());
                 let bytes = Bytes::from(uu.data);
+                let _ = self.budget.hold(bytes.len() as u64);
                 if top && !is_file {
                     self.out.attachments_size += bytes.len() as u64;
                 }
-                self.out.scan_parts.push(ScanPart {
-                    label: path_label(&path),
-                    data: bytes.clone(),
-                });
+                self.scan_part(path_label(&path), bytes.clone());
                 inspect_file(
                     path,
                     Some(&uu_name),
@@ -441,6 +455,42 @@ impl<'l> Walker<'l> {
                 &mut self.out.files,
             );
         }
+    }
+
+    /// Decodes a body, its memory held from the budget first (the encoded
+    /// length, the most any decoding gives, then only what it gave). When the
+    /// budget is short the part is read as empty: the shortfall, recorded, decides
+    /// the message.
+    fn decode(&mut self, src: &Src<'_>, body: Range<usize>, encoding: Option<&str>) -> Decoded {
+        let most = body.len() as u64;
+        if self.budget.hold(most).is_err() {
+            return Decoded::New(Bytes::new());
+        }
+        let decoded = decode_body(src, body, encoding);
+        let kept = match &decoded {
+            Decoded::Same => 0,
+            Decoded::New(bytes) => bytes.len() as u64,
+        };
+        self.budget.release(most - kept.min(most));
+        decoded
+    }
+
+    /// The bytes of `range` to keep: a slice of shared input, or a copy of
+    /// borrowed input (held from the budget).
+    fn keep(&mut self, src: &Src<'_>, range: Range<usize>) -> Bytes {
+        if let Src::Borrowed(_) = src
+            && self.budget.hold(range.len() as u64).is_err()
+        {
+            return Bytes::new();
+        }
+        src.share(range)
+    }
+
+    /// Keeps a part for the virus scanner, its label held from the budget (a
+    /// label names every attached message above the part).
+    fn scan_part(&mut self, label: String, data: Bytes) {
+        let _ = self.budget.hold(label.capacity() as u64);
+        self.out.scan_parts.push(ScanPart { label, data });
     }
 
     fn alt_names(&mut self, index: usize, names: &[String]) {

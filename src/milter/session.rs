@@ -40,7 +40,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::budget::{MemoryBudget, Reservation};
+use super::budget::{MemoryBudget, Reservation, SESSION_BYTES_PER_BODY_BYTE};
 use super::codec::{
     CodecError, Command, Family, MAX_REPLY_PAYLOAD, MilterCodec, PROTOCOL_VERSION, Reply, actions,
     macro_stage, protocol,
@@ -152,14 +152,10 @@ impl Default for SessionConfig {
     }
 }
 
-/// Budget bytes taken per body byte stored: the raw buffer (which grows by
-/// doubling, so up to twice the bytes it holds) and about one more copy made by
-/// inspection (decoded attachments, scan parts) while the decision runs.
-/// Measured under 100 concurrent 20 MB messages (bench/soak/memory-budget.sh):
-/// counting raw bytes once let RSS reach 2.4x the budget, counting them twice
-/// 1.17x; RSS above idle was 2.65x the raw bytes held. Header bytes count the
-/// same (the raw buffer and the parsed header list), and so do recipients.
-const BUDGET_BYTES_PER_BYTE: u64 = 3;
+/// Budget bytes taken per byte of the message stored
+/// ([`SESSION_BYTES_PER_BODY_BYTE`]): header bytes count the same as body bytes
+/// (the raw buffer and the parsed header list), and so do recipients.
+const BUDGET_BYTES_PER_BYTE: u64 = SESSION_BYTES_PER_BODY_BYTE;
 
 /// Bytes a header field adds to the raw buffer beyond its name and value
 /// (`": "` and CRLF).

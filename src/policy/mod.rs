@@ -184,6 +184,19 @@ pub struct LimitsSection {
     /// Memory budget for message bytes buffered by all sessions together; past it,
     /// new messages get a tempfail rather than exhausting memory.
     pub max_buffered_bytes: ByteSize,
+    /// Messages inspected at once; more wait their turn (at most
+    /// `max_inspect_time`, then a tempfail). 0: the number of cores.
+    pub max_concurrent_inspections: usize,
+}
+
+impl LimitsSection {
+    /// Inspections at once: `max_concurrent_inspections`, or the number of cores.
+    pub fn concurrent_inspections(&self) -> usize {
+        match self.max_concurrent_inspections {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for LimitsSection {
@@ -199,6 +212,7 @@ impl Default for LimitsSection {
             max_message_depth: 100,
             max_inspect_time: Seconds::secs(60),
             max_buffered_bytes: ByteSize(2 * 1024 * 1024 * 1024),
+            max_concurrent_inspections: 0,
         }
     }
 }

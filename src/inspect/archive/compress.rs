@@ -8,7 +8,8 @@
 use std::io::{self, Cursor, Read};
 
 use super::{
-    DECODER_MEMORY_LIMIT, Opened, Sink, deliver, format_name, listed_after_bomb, read_capped,
+    DECODER_MEMORY_LIMIT, Keep, Opened, Sink, deliver, format_name, listed_after_bomb,
+    lzma2_dictionary, read_entry,
 };
 use crate::inspect::ArchiveKind;
 use crate::inspect::budget::Budget;
@@ -55,21 +56,29 @@ pub fn open(
     if listed_after_bomb(&entry, 0, &mut opened, budget, sink) {
         return opened;
     }
-    let mut reader: Box<dyn Read + '_> = match kind {
-        ArchiveKind::Gzip | ArchiveKind::Bzip2 => Box::new(Members {
-            gzip: kind == ArchiveKind::Gzip,
-            rest: data,
-            current: None,
-        }),
-        ArchiveKind::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
-            Cursor::new(data),
-            true,
-            u32::try_from(DECODER_MEMORY_LIMIT / 1024).unwrap_or(u32::MAX),
-        )),
+    let decoder_memory = match kind {
+        ArchiveKind::Gzip => GZIP_DECODER_MEMORY,
+        ArchiveKind::Bzip2 => BZIP2_DECODER_MEMORY,
+        ArchiveKind::Xz => xz_decoder_memory(data),
         _ => return opened,
     };
-    let unpacked = read_capped(&mut reader, data.len() as u64, &entry, budget);
-    drop(reader);
+    if let Err(reason) = budget.hold(decoder_memory) {
+        opened.problem(reason);
+        return opened;
+    }
+    let mut keep = Keep::AsNeeded;
+    let unpacked = loop {
+        let mut reader = decoder(kind, data, decoder_memory);
+        let unpacked = read_entry(&mut reader, data.len() as u64, &entry, keep, budget);
+        if !unpacked.wants_whole {
+            break unpacked;
+        }
+        // Its end showed a zip behind other data: unpacked again, whole.
+        budget.refund_bytes(unpacked.total);
+        unpacked.discard(budget);
+        keep = Keep::Whole;
+    };
+    budget.release(decoder_memory);
     let what = format!("{} stream", format_name(kind));
     deliver(
         entry,
@@ -81,6 +90,68 @@ pub fn open(
         sink,
     );
     opened
+}
+
+/// Memory of a gzip decoder: its state and 32 KiB window (miniz_oxide), rounded up.
+const GZIP_DECODER_MEMORY: u64 = 64 * 1024;
+
+/// Memory of a bzip2 decoder: block size 9 takes 900 k 32-bit words (bzip2's
+/// manual: "3.7 MB" for the fast decoder), rounded up.
+const BZIP2_DECODER_MEMORY: u64 = 4 * 1024 * 1024;
+
+/// The decoder of a single-stream compressor over `data`; an xz decoder is held to
+/// `memory` bytes of dictionary (a later block needing more is refused).
+fn decoder<'a>(kind: ArchiveKind, data: &'a [u8], memory: u64) -> Box<dyn Read + 'a> {
+    match kind {
+        ArchiveKind::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            Cursor::new(data),
+            true,
+            u32::try_from(memory / 1024).unwrap_or(u32::MAX),
+        )),
+        _ => Box::new(Members {
+            gzip: kind == ArchiveKind::Gzip,
+            rest: data,
+            current: None,
+        }),
+    }
+}
+
+/// Memory an xz stream's decoder takes, from the LZMA2 dictionary its first
+/// block declares (what `xz` writes gives every block the same one), counted as
+/// lzma-rust2 counts it; at most [`DECODER_MEMORY_LIMIT`]. A stream whose first
+/// block cannot be read is given the smallest dictionary, and fails to decode.
+fn xz_decoder_memory(data: &[u8]) -> u64 {
+    const STREAM_HEADER: usize = 12;
+    const LZMA2: u8 = 0x21;
+    let dict = (|| {
+        let header_size = (usize::from(*data.get(STREAM_HEADER)?) + 1) * 4;
+        let header = data.get(STREAM_HEADER..STREAM_HEADER + header_size)?;
+        let flags = *header.get(1)?;
+        let filters = usize::from(flags & 0x03) + 1;
+        let mut at = 2;
+        // Compressed and uncompressed sizes, when present: variable-length integers.
+        for present in [flags & 0x40 != 0, flags & 0x80 != 0] {
+            if present {
+                while *header.get(at)? & 0x80 != 0 {
+                    at += 1;
+                }
+                at += 1;
+            }
+        }
+        let mut dict = None;
+        for _ in 0..filters {
+            let id = *header.get(at)?;
+            let props_len = usize::from(*header.get(at + 1)?);
+            if id == LZMA2 && props_len == 1 {
+                dict = Some(*header.get(at + 2)?);
+            }
+            at += 2 + props_len;
+        }
+        lzma2_dictionary(dict?)
+    })()
+    .unwrap_or(4096);
+    let kib = u64::from(lzma_rust2::lzma2_get_memory_usage(dict));
+    (kib * 1024).min(DECODER_MEMORY_LIMIT as u64)
 }
 
 /// gzip or bzip2 members one after the other, each decoded by a `bufread`

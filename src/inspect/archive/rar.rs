@@ -55,6 +55,7 @@ fn emit(
             size,
             encrypted,
             data,
+            tail: None,
             note: None,
         },
     );
@@ -77,7 +78,7 @@ pub fn open_rar4(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opene
             // Archives without an end block (older RAR) just stop here.
             break;
         }
-        if let Err(reason) = budget.check_time() {
+        if let Err(reason) = budget.check_limits() {
             opened.problem(reason);
             break;
         }
@@ -271,7 +272,7 @@ pub fn open_rar5(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opene
     }
     let mut pos = RAR5_MARKER.len();
     while pos < data.len() {
-        if let Err(reason) = budget.check_time() {
+        if let Err(reason) = budget.check_limits() {
             opened.problem(reason);
             break;
         }

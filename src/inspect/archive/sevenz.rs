@@ -6,14 +6,18 @@
 //!   listed (the names are visible) and marked encrypted, their data is not read.
 //!
 //! A header that is only compressed (LZMA, the 7-Zip default) decodes without a
-//! password and is not encrypted. Decoders are held to [`DECODER_MEMORY_LIMIT`].
+//! password and is not encrypted. Decoders are held to [`DECODER_MEMORY_LIMIT`],
+//! and what a block's decoders take ([`block_memory`]) is held from the
+//! message's memory budget while the block is decoded, as is the archive's list
+//! of entries.
 
 use std::io::Cursor;
 
-use sevenz_rust2::{Archive, BlockDecoder, EncoderMethod, Error, Password};
+use sevenz_rust2::{Archive, Block, BlockDecoder, EncoderMethod, Error, Password};
 
 use super::{
-    DECODER_MEMORY_LIMIT, Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped,
+    DECODER_MEMORY_LIMIT, Entry, Keep, Opened, Sink, deliver, deliver_prefix, listed_after_bomb,
+    lzma2_dictionary, precheck, read_entry,
 };
 use crate::inspect::budget::Budget;
 
@@ -25,11 +29,17 @@ fn is_password_error(e: &Error) -> bool {
     }
 }
 
+/// Memory the archive's header may take while it is read (its decoded bytes,
+/// and the dictionary of the coder that packed them), held from the budget
+/// meanwhile. 7-Zip packs headers with a 1 MiB dictionary, and a header holds a
+/// few dozen bytes per entry.
+const HEADER_MEMORY_LIMIT: usize = 16 * 1024 * 1024;
+
 fn problem_of(e: &Error) -> String {
     match e {
-        Error::MaxMemLimited { .. } => format!(
+        Error::MaxMemLimited { max_kb, .. } => format!(
             "7z archive needs more decoder memory than allowed ({} MiB)",
-            DECODER_MEMORY_LIMIT / (1024 * 1024)
+            max_kb / 1024
         ),
         Error::UnsupportedCompressionMethod(m) => {
             format!("7z archive uses a compression method that cannot be unpacked here: {m}")
@@ -41,9 +51,14 @@ fn problem_of(e: &Error) -> String {
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     let mut opened = Opened::default();
     let password = Password::empty();
-    let mem_kb = DECODER_MEMORY_LIMIT / 1024;
     let mut source = Cursor::new(data);
-    let archive = match Archive::read_with_memory_limit(&mut source, &password, mem_kb) {
+    if let Err(reason) = budget.hold(HEADER_MEMORY_LIMIT as u64) {
+        opened.problem(reason);
+        return opened;
+    }
+    let read = Archive::read_with_memory_limit(&mut source, &password, HEADER_MEMORY_LIMIT / 1024);
+    budget.release(HEADER_MEMORY_LIMIT as u64);
+    let archive = match read {
         Ok(a) => a,
         Err(e) if is_password_error(&e) => {
             opened.encrypted = true;
@@ -55,6 +70,69 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         }
     };
 
+    let listing = listing_memory(&archive);
+    if let Err(reason) = budget.hold(listing) {
+        opened.problem(reason);
+        return opened;
+    }
+    let opened = entries(&archive, data, &mut source, budget, sink, opened);
+    budget.release(listing);
+    opened
+}
+
+/// Memory the archive's list of entries takes.
+fn listing_memory(archive: &Archive) -> u64 {
+    let names: usize = archive.files.iter().map(|f| f.name.capacity()).sum();
+    let entries = archive.files.len() * std::mem::size_of::<sevenz_rust2::ArchiveEntry>();
+    (names + entries + archive.blocks.len() * std::mem::size_of::<Block>()) as u64
+}
+
+/// Memory the decoders of a block take, as sevenz-rust2 and lzma-rust2 allocate
+/// it: LZMA and LZMA2 their dictionary, PPMd its model, bzip2 and deflate their
+/// fixed state; filters and copying next to nothing.
+pub fn block_memory(block: &Block) -> u64 {
+    const SMALL: u64 = 64 * 1024;
+    let dictionary = |kib: Option<u32>| kib.map_or(SMALL, |k| u64::from(k) * 1024);
+    block
+        .coders
+        .iter()
+        .map(|coder| {
+            let props = coder.properties();
+            let le32 = |at: usize| {
+                props
+                    .get(at..at + 4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            match coder.encoder_method_id() {
+                EncoderMethod::ID_LZMA => dictionary(le32(1).and_then(|dict| {
+                    lzma_rust2::lzma_get_memory_usage_by_props(dict, *props.first()?).ok()
+                })),
+                EncoderMethod::ID_LZMA2 => dictionary(
+                    props
+                        .first()
+                        .and_then(|b| lzma2_dictionary(*b))
+                        .map(lzma_rust2::lzma2_get_memory_usage),
+                ),
+                EncoderMethod::ID_PPMD => le32(1).map_or(SMALL, u64::from),
+                EncoderMethod::ID_BZIP2 => 4 * 1024 * 1024,
+                _ => SMALL,
+            }
+            .min(DECODER_MEMORY_LIMIT as u64)
+        })
+        .sum()
+}
+
+/// Hands every entry of a listed archive to the sink.
+fn entries(
+    archive: &Archive,
+    data: &[u8],
+    source: &mut Cursor<&[u8]>,
+    budget: &mut Budget,
+    sink: &mut Sink<'_>,
+    mut opened: Opened,
+) -> Opened {
+    let password = Password::empty();
+    let mem_kb = DECODER_MEMORY_LIMIT / 1024;
     let encrypted_block: Vec<bool> = archive
         .blocks
         .iter()
@@ -95,6 +173,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                 size: file.size(),
                 encrypted,
                 data: if encrypted { None } else { Some(&[]) },
+                tail: None,
                 note: None,
             },
         );
@@ -108,13 +187,18 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         if stop {
             break;
         }
+        let memory = archive.blocks.get(block_index).map_or(0, block_memory);
+        if let Err(reason) = budget.hold(memory) {
+            opened.problem(reason);
+            break;
+        }
         let decoder = BlockDecoder::new_with_memory_limit(
             1,
             mem_kb,
             block_index,
-            &archive,
+            archive,
             &password,
-            &mut source,
+            &mut *source,
         );
         // Entries with data of this block seen so far, to list the rest by name
         // when the block is abandoned (a limit hit inside a solid block).
@@ -138,24 +222,19 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                 return Ok(false);
             }
             if let Some(reason) = precheck(declared, packed_total, &name, budget) {
-                opened.problem(reason.clone());
                 let prefix = super::read_prefix(reader, budget);
-                sink(
-                    budget,
-                    Entry {
-                        name,
-                        size: declared,
-                        encrypted: false,
-                        data: Some(&prefix),
-                        note: Some(reason),
-                    },
-                );
+                deliver_prefix(name, declared, reason, prefix, &mut opened, budget, sink);
                 // The rest of a solid block would have to be decoded through this
                 // entry: skip it (the archive is already reported).
                 abandoned = true;
                 return Ok(false);
             }
-            let unpacked = read_capped(reader, packed_total, &name, budget);
+            let mut unpacked = read_entry(reader, packed_total, &name, Keep::AsNeeded, budget);
+            if unpacked.wants_whole {
+                // A zip behind other data: an entry of a block cannot be read
+                // twice, so the sink is told it was streamed (and reports it).
+                unpacked.wants_whole = false;
+            }
             let limited = unpacked.limit.is_some() || unpacked.error.is_some();
             deliver(
                 name,
@@ -166,12 +245,13 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                 budget,
                 sink,
             );
-            if budget.timed_out() {
+            if budget.exhausted() {
                 stop = true;
             }
             abandoned |= limited;
             Ok(!limited && !stop)
         });
+        budget.release(memory);
         if abandoned && !stop {
             let first = archive
                 .stream_map
@@ -214,6 +294,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                         size: file.size(),
                         encrypted: false,
                         data: None,
+                        tail: None,
                         note: Some(note),
                     },
                 );

@@ -1,11 +1,16 @@
 //! Tar (ustar, pax, GNU, v7) via the `tar` crate; entries are stored, so the
-//! ratio is 1 and only the byte budget and entry count bound the work.
+//! ratio is 1 and only the byte budget and entry count bound the work. A stored
+//! entry's bytes are a slice of the archive, handed on as they are (nothing is
+//! copied); only GNU sparse files are unpacked.
 
 use std::io::Cursor;
 
 use tar::EntryType;
 
-use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped};
+use super::{
+    Keep, Opened, Sink, deliver, deliver_prefix, deliver_slice, listed_after_bomb, precheck,
+    read_entry, read_prefix,
+};
 use crate::inspect::budget::Budget;
 
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
@@ -42,32 +47,37 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         if listed_after_bomb(&name, declared, &mut opened, budget, sink) {
             continue;
         }
+        let start = usize::try_from(entry.raw_file_position()).ok();
+        let slice = match (kind, start) {
+            (EntryType::Regular | EntryType::Continuous, Some(start)) => usize::try_from(declared)
+                .ok()
+                .and_then(|len| data.get(start..start.checked_add(len)?)),
+            _ => None,
+        };
         if let Some(reason) = precheck(declared, declared, &name, budget) {
-            opened.problem(reason.clone());
-            let prefix = super::read_prefix(&mut entry, budget);
-            sink(
-                budget,
-                Entry {
-                    name,
-                    size: declared,
-                    encrypted: false,
-                    data: Some(&prefix),
-                    note: Some(reason),
-                },
-            );
+            let prefix = match slice {
+                Some(mut bytes) => read_prefix(&mut bytes, budget),
+                None => read_prefix(&mut entry, budget),
+            };
+            deliver_prefix(name, declared, reason, prefix, &mut opened, budget, sink);
             continue;
         }
-        let unpacked = read_capped(&mut entry, declared, &name, budget);
-        deliver(
-            name,
-            declared,
-            unpacked,
-            "tar archive",
-            &mut opened,
-            budget,
-            sink,
-        );
-        if budget.timed_out() {
+        match slice {
+            Some(bytes) => deliver_slice(name, bytes, budget, sink),
+            None => {
+                let unpacked = read_entry(&mut entry, declared, &name, Keep::AsNeeded, budget);
+                deliver(
+                    name,
+                    declared,
+                    unpacked,
+                    "tar archive",
+                    &mut opened,
+                    budget,
+                    sink,
+                );
+            }
+        }
+        if budget.exhausted() {
             break;
         }
     }

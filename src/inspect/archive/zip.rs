@@ -5,14 +5,25 @@
 //! too), the AES extra field (0x9901), or compression method 99 — on any entry.
 //! Overlapping entries (several central-directory entries sharing local data, the
 //! trick of non-recursive zip bombs) are not unpacked: the archive is reported.
+//!
+//! The central directory the `zip` crate keeps, and our list of entries, are held
+//! from the message's memory budget: about 180 bytes per entry plus its name
+//! there (measured with a counting allocator), the name again here.
 
 use std::io::Cursor;
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, HasZipMetadata, ZipArchive};
 
-use super::{Entry, Opened, Sink, deliver, listed_after_bomb, precheck, read_capped, read_prefix};
+use super::{
+    Entry, Keep, Opened, Sink, deliver, deliver_prefix, listed_after_bomb, precheck, read_entry,
+    read_prefix,
+};
 use crate::inspect::budget::Budget;
+
+/// Memory one entry's metadata takes, the `zip` crate's and ours, besides its
+/// name (counted twice).
+const ENTRY_MEMORY: u64 = 256;
 
 struct Meta {
     name: String,
@@ -27,6 +38,15 @@ fn damaged(e: &ZipError) -> String {
 }
 
 pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
+    let mut listing = 0;
+    let opened = entries(data, budget, sink, &mut listing);
+    budget.release(listing);
+    opened
+}
+
+/// Opens the archive and hands its entries to the sink; `listing` is the memory
+/// of its metadata, held from the budget.
+fn entries(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>, listing: &mut u64) -> Opened {
     let mut opened = Opened::default();
     let mut archive = match ZipArchive::new(Cursor::new(data)) {
         Ok(a) => a,
@@ -40,7 +60,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     // even past the entry limit.
     let mut metas = Vec::new();
     for i in 0..archive.len() {
-        if let Err(reason) = budget.check_time() {
+        if let Err(reason) = budget.check_limits() {
             opened.problem(reason);
             return opened;
         }
@@ -51,11 +71,18 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                     || meta.aes_settings().is_some()
                     || file.compression() == CompressionMethod::Aes;
                 opened.encrypted |= encrypted;
+                let name = file
+                    .name()
+                    .map(|n| n.into_owned())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(file.name_raw()).into_owned());
+                let memory = ENTRY_MEMORY + 2 * name.len() as u64;
+                if let Err(reason) = budget.hold(memory) {
+                    opened.problem(reason);
+                    return opened;
+                }
+                *listing += memory;
                 metas.push(Meta {
-                    name: file
-                        .name()
-                        .map(|n| n.into_owned())
-                        .unwrap_or_else(|_| String::from_utf8_lossy(file.name_raw()).into_owned()),
+                    name,
                     size: file.size(),
                     compressed: file.compressed_size(),
                     encrypted,
@@ -104,6 +131,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                     size: meta.size,
                     encrypted: meta.encrypted,
                     data: None,
+                    tail: None,
                     note: if meta.encrypted {
                         None
                     } else {
@@ -114,25 +142,37 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
             continue;
         }
         if let Some(reason) = precheck(meta.size, meta.compressed, &meta.name, budget) {
-            opened.problem(reason.clone());
             let prefix = match archive.by_index(index) {
                 Ok(mut file) => read_prefix(&mut file, budget),
-                Err(_) => Vec::new(),
+                Err(_) => Default::default(),
             };
-            sink(
+            deliver_prefix(
+                meta.name,
+                meta.size,
+                reason,
+                prefix,
+                &mut opened,
                 budget,
-                Entry {
-                    name: meta.name,
-                    size: meta.size,
-                    encrypted: false,
-                    data: Some(&prefix),
-                    note: Some(reason),
-                },
+                sink,
             );
             continue;
         }
-        let unpacked = match archive.by_index(index) {
-            Ok(mut file) => read_capped(&mut file, meta.compressed, &meta.name, budget),
+        let mut keep = Keep::AsNeeded;
+        let unpacked = loop {
+            let unpacked = match archive.by_index(index) {
+                Ok(mut file) => read_entry(&mut file, meta.compressed, &meta.name, keep, budget),
+                Err(e) => break Err(e),
+            };
+            if !unpacked.wants_whole {
+                break Ok(unpacked);
+            }
+            // Its end showed a zip behind other data: read it again, whole.
+            budget.refund_bytes(unpacked.total);
+            unpacked.discard(budget);
+            keep = Keep::Whole;
+        };
+        let unpacked = match unpacked {
+            Ok(u) => u,
             Err(e) => {
                 let reason = match e {
                     ZipError::UnsupportedArchive(what) => {
@@ -148,6 +188,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                         size: meta.size,
                         encrypted: false,
                         data: None,
+                        tail: None,
                         note: Some(reason),
                     },
                 );
@@ -163,7 +204,7 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
             budget,
             sink,
         );
-        if budget.timed_out() {
+        if budget.exhausted() {
             break;
         }
     }
