@@ -621,3 +621,263 @@ fn forged_policy_tags_are_deleted_and_ours_added_after() {
         verdict.headers
     );
 }
+
+// --- hostile headers and nesting: caps, not time --------------------------------
+//
+// Each of these inputs once made the inspection quadratic in the message (issue 13).
+// No test here measures time: each asserts the cap that now turns the input into
+// `uninspectable` (with the limit named for the reply), or that it is read in full.
+
+/// A multipart message of `parts`, each with the given headers and body `x`.
+fn parts_with_headers(parts: usize, headers: &str) -> Vec<u8> {
+    let mut raw =
+        b"From: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"=_h\"\r\n\r\n".to_vec();
+    for _ in 0..parts {
+        raw.extend_from_slice(format!("--=_h\r\n{headers}\r\nx\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"--=_h--\r\n");
+    raw
+}
+
+/// The `limit` of the message-level `uninspectable` violation, if there is one.
+fn limit_named(i: &Inspection) -> Option<String> {
+    evaluate(i, &Policy::default())
+        .iter()
+        .find(|v| v.rule.name == "uninspectable" && v.var("file") == Some("(message)"))
+        .and_then(|v| v.var("limit").map(str::to_owned))
+}
+
+#[test]
+fn an_encoded_word_that_never_closes_is_uninspectable() {
+    // The message of issue 13: 20 parts, each a 96 KB filename="=?a?B?xx=?a?B?xx…"
+    // (4.5 s of CPU before the search was made linear).
+    let name = "=?a?B?xx".repeat(12_000);
+    let raw = parts_with_headers(
+        20,
+        &format!("Content-Disposition: attachment; filename=\"{name}\"\r\n"),
+    );
+    let i = inspect(&raw);
+    assert_eq!(i.parts, 21);
+    assert_eq!(
+        limit_named(&i).as_deref(),
+        Some("a header parameter longer than 16384 bytes")
+    );
+}
+
+#[test]
+fn repeated_content_headers_are_uninspectable() {
+    // 40,000 Content-Disposition fields naming different files: the names were
+    // compared pairwise.
+    let fields: String = (0..40_000)
+        .map(|i| format!("Content-Disposition: attachment; filename=f{i}.pdf\r\n"))
+        .collect();
+    let i = inspect(&parts_with_headers(1, &fields));
+    assert_eq!(
+        limit_named(&i).as_deref(),
+        Some("more than 64 Content-* header fields in one MIME part")
+    );
+    // Under the field cap, past the names cap.
+    let fields: String = (0..20)
+        .map(|i| format!("Content-Type: application/pdf; name=f{i}.pdf\r\n"))
+        .collect();
+    let i = inspect(&parts_with_headers(1, &fields));
+    assert_eq!(
+        limit_named(&i).as_deref(),
+        Some("more than 16 file names for one MIME part")
+    );
+    // The same name again and again is one name, and no problem.
+    let fields = "Content-Disposition: attachment; filename=a.pdf\r\n".repeat(60);
+    let i = inspect(&parts_with_headers(1, &fields));
+    assert!(i.problems.is_empty(), "{:?}", i.problems);
+    assert!(i.alt_names.is_empty());
+}
+
+#[test]
+fn a_name_after_too_many_parameters_is_not_passed_silently() {
+    // Parameters past the 256th were dropped unread: `filename=setup.exe` after
+    // 256 others was never seen, and the message passed.
+    let junk: String = (0..256).map(|i| format!("; p{i}=v")).collect();
+    let raw = parts_with_headers(
+        1,
+        &format!("Content-Disposition: attachment{junk}; filename=setup.exe\r\n"),
+    );
+    let i = inspect(&raw);
+    assert_eq!(
+        limit_named(&i).as_deref(),
+        Some("more than 256 parameters in one header")
+    );
+}
+
+#[test]
+fn too_many_encoded_words_are_uninspectable() {
+    let words = "=?utf-8?Q?a?= =?iso-8859-1?Q?b?= ".repeat(129);
+    let raw = parts_with_headers(
+        1,
+        &format!("Content-Disposition: attachment; filename=\"{words}.pdf\"\r\n"),
+    );
+    assert_eq!(
+        limit_named(&inspect(&raw)).as_deref(),
+        Some("more than 256 encoded words in one header parameter")
+    );
+}
+
+#[test]
+fn long_vietnamese_names_are_under_every_cap() {
+    // 255 characters of Vietnamese, decomposed (NFD: "ệ" is e and two marks, 5
+    // bytes), in RFC 2231 sections of 60 percent-encoded bytes, and in encoded words.
+    let nfd = format!("{}.pdf", "e\u{323}\u{302}".repeat(251));
+    let encoded: String = nfd.bytes().map(|b| format!("%{b:02X}")).collect();
+    let sections: String = encoded
+        .as_bytes()
+        .chunks(60)
+        .enumerate()
+        .map(|(n, s)| {
+            let s = std::str::from_utf8(s).unwrap();
+            if n == 0 {
+                format!(";\r\n filename*0*=utf-8''{s}")
+            } else {
+                format!(";\r\n filename*{n}*={s}")
+            }
+        })
+        .collect();
+    let words: String = nfd
+        .as_bytes()
+        .chunks(45)
+        .map(|c| format!("=?utf-8?B?{}?=\r\n ", b64(c)))
+        .collect();
+    let raw = parts_with_headers(
+        1,
+        &format!(
+            "Content-Type: application/pdf;\r\n name=\"{}\"\r\nContent-Disposition: attachment{sections}\r\n",
+            words.trim_end()
+        ),
+    );
+    let i = inspect(&raw);
+    assert!(i.problems.is_empty(), "{:?}", i.problems);
+    // Both forms decode to the same name (so no second name), kept at its start
+    // and end.
+    assert!(i.alt_names.is_empty(), "{:?}", i.alt_names);
+    let kept = i.files[0].name.as_deref().unwrap();
+    assert!(kept.starts_with("e\u{323}\u{302}e") && kept.ends_with("\u{302}.pdf"));
+    assert!(encoded.len() > 3000, "{}", encoded.len());
+}
+
+/// Attached messages nested `levels` deep, each quoted-printable (the text below
+/// decodes to itself), 1 MB of text at the bottom.
+fn nested_quoted_printable(levels: usize) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for _ in 0..levels {
+        raw.extend_from_slice(
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
+        );
+    }
+    raw.extend_from_slice(b"Content-Type: text/plain\r\n\r\n");
+    raw.extend(
+        "cong van so ve viec trien khai\r\n"
+            .repeat(32_000)
+            .as_bytes(),
+    );
+    raw
+}
+
+const WORK_LIMIT: &str = "MIME structure nested too deep for its size (inspecting it would read more than 8 times the message)";
+
+#[test]
+fn nested_encoded_messages_are_decoded_a_bounded_number_of_times() {
+    // 100 levels decoded the whole message 100 times.
+    let i = inspect(&nested_quoted_printable(100));
+    assert_eq!(limit_named(&i).as_deref(), Some(WORK_LIMIT));
+    assert!(i.parts <= 10, "{} parts", i.parts);
+    let i = inspect(&nested_quoted_printable(3));
+    assert!(i.problems.is_empty(), "{:?}", i.problems);
+}
+
+#[test]
+fn nested_multiparts_with_lookalike_lines_are_bounded() {
+    // Boundaries b, bb, bbb...: a line of 240 b's starts like every delimiter,
+    // so each of 200 levels checked every line of the bottom part.
+    let boundary = |level: usize| "b".repeat(level + 1);
+    let mut raw = format!(
+        "Content-Type: multipart/mixed; boundary={}\r\n\r\n",
+        boundary(0)
+    )
+    .into_bytes();
+    for level in 0..200 {
+        raw.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Type: multipart/mixed; boundary={}\r\n\r\n",
+                boundary(level),
+                boundary(level + 1)
+            )
+            .as_bytes(),
+        );
+    }
+    raw.extend_from_slice(format!("--{}\r\n\r\n", boundary(200)).as_bytes());
+    raw.extend(
+        format!("--{}X\r\n", "b".repeat(240))
+            .repeat(4_000)
+            .as_bytes(),
+    );
+    let i = inspect(&raw);
+    assert_eq!(limit_named(&i).as_deref(), Some(WORK_LIMIT));
+}
+
+#[test]
+fn many_files_under_long_deep_paths_are_bounded() {
+    // 100 attached messages with 250-character names, 5,000 files at the bottom:
+    // each file copied the 100 names (400 MB, 1.2 s for a 2 MB message).
+    let mut raw = Vec::new();
+    for level in 0..100 {
+        raw.extend_from_slice(
+            format!(
+                "Content-Type: message/rfc822; name=\"{}{level:03}.eml\"\r\n\r\n",
+                "n".repeat(250)
+            )
+            .as_bytes(),
+        );
+    }
+    raw.extend_from_slice(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+    for n in 0..5_000 {
+        raw.extend_from_slice(
+            format!("--b\r\nContent-Type: application/pdf; name=f{n}.pdf\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    let i = inspect(&raw);
+    assert_eq!(limit_named(&i).as_deref(), Some(WORK_LIMIT));
+    assert!(i.files.len() < 5_000, "{} files", i.files.len());
+}
+
+#[test]
+fn a_uuencoded_file_after_many_empty_blocks_is_found() {
+    // 12,000 "begin 644 x" lines that decode to nothing used up the count of
+    // blocks (max_mime_parts) and hid the real one after them.
+    let mut text = "begin 644 x\r\n`\r\nend\r\n".repeat(12_000);
+    text.push_str(&congvu_milter::inspect::uuencode::encode_uu(
+        "setup.exe",
+        b"MZ\x90\x00",
+    ));
+    let mut raw = b"From: a@x.test\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    raw.extend_from_slice(text.as_bytes());
+    let i = inspect(&raw);
+    assert!(i.problems.is_empty(), "{:?}", i.problems);
+    let v = evaluate(&i, &Policy::default());
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].rule.name, "executable");
+    assert_eq!(v[0].var("file"), Some("setup.exe"));
+}
+
+#[test]
+fn the_time_limit_names_its_key() {
+    let limits = LimitsSection {
+        max_inspect_time: congvu_milter::policy::Seconds::secs(0),
+        ..LimitsSection::default()
+    };
+    let i = inspect_message(
+        &parts_with_headers(3, "Content-Type: text/plain\r\n"),
+        &limits,
+    );
+    assert_eq!(
+        i.problems,
+        ["inspection time limit reached (max_inspect_time = 0 s)"]
+    );
+}

@@ -5,6 +5,8 @@
 //! Bounded: a block decodes to at most 3/4 of its text, and at most `max` blocks
 //! are read from one text.
 
+use std::iter::Peekable;
+
 use super::transfer::decode_base64;
 
 /// One file found in a text.
@@ -14,7 +16,9 @@ pub struct UuFile {
     pub data: Vec<u8>,
 }
 
-/// Finds the uuencoded files in a text, at most `max`.
+/// Finds the uuencoded files in a text, at most `max`. Blocks that decode to
+/// nothing (prose that happens to start with `begin 644 x`) are skipped and not
+/// counted: 10,000 of them once hid the real block after them.
 pub fn find_uuencoded(text: &[u8], max: usize) -> Vec<UuFile> {
     let mut found = Vec::new();
     if max == 0 || memchr::memmem::find(text, b"begin").is_none() {
@@ -22,7 +26,8 @@ pub fn find_uuencoded(text: &[u8], max: usize) -> Vec<UuFile> {
     }
     let mut lines = text
         .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .peekable();
     while let Some(line) = lines.next() {
         if found.len() >= max {
             break;
@@ -42,7 +47,9 @@ pub fn find_uuencoded(text: &[u8], max: usize) -> Vec<UuFile> {
         } else {
             decode_uu_lines(&mut lines)
         };
-        found.push(UuFile { name, data });
+        if !data.is_empty() {
+            found.push(UuFile { name, data });
+        }
     }
     found
 }
@@ -65,28 +72,30 @@ fn parse_begin(line: &[u8]) -> Option<(bool, String)> {
 }
 
 /// Decodes uuencoded lines up to `end` or the first line that is not uuencode.
-fn decode_uu_lines<'a>(lines: &mut impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+/// A line that is not uuencode is left for the caller: it may begin the next
+/// block.
+fn decode_uu_lines<'a, I: Iterator<Item = &'a [u8]>>(lines: &mut Peekable<I>) -> Vec<u8> {
     let mut out = Vec::new();
-    for line in lines {
+    while let Some(&line) = lines.peek() {
         if line == b"end" || line.is_empty() {
+            lines.next();
             break;
         }
         if !line.iter().all(|&c| (32..=96).contains(&c)) {
             break;
         }
+        lines.next();
         let len = ((line[0] - 32) & 63) as usize;
         if len == 0 {
             continue; // the "`" line before "end"
         }
-        let chars = &line[1..];
-        let mut decoded = Vec::with_capacity(len + 2);
-        for group in chars.chunks(4) {
+        let start = out.len();
+        for group in line[1..].chunks(4) {
             let v = |i: usize| group.get(i).map_or(0u32, |&c| ((c - 32) & 63) as u32);
             let n = v(0) << 18 | v(1) << 12 | v(2) << 6 | v(3);
-            decoded.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
         }
-        decoded.truncate(len);
-        out.extend_from_slice(&decoded);
+        out.truncate(start + len);
     }
     out
 }
@@ -135,6 +144,15 @@ mod tests {
         assert_eq!(find_uuencoded(text, 1).len(), 1);
         // Not a block: no mode, or prose.
         assert!(find_uuencoded(b"begin the meeting at 9\nbegin 99 x\n", 10).is_empty());
+        // Empty blocks are not files, and do not count towards `max`.
+        let mut text = "begin 644 x\n`\nend\n".repeat(20).into_bytes();
+        text.extend_from_slice(b"begin 644 setup.exe\n#86)C\n`\nend\n");
+        let files = find_uuencoded(&text, 1);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "setup.exe");
+        // A "begin" line right after another is not eaten as its end.
+        let text = b"begin 644 x\nbegin 644 setup.exe\n#86)C\n`\nend\n";
+        assert_eq!(find_uuencoded(text, 10)[0].name, "setup.exe");
         // Truncated block: decoded as far as it goes.
         assert_eq!(
             find_uuencoded(b"begin 644 t.bin\n#86)C\n", 10)[0].data,

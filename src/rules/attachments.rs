@@ -156,12 +156,22 @@ impl AttachmentPolicy {
     /// NUL (`x.exe%00.pdf`) is also read as Windows would, cut at the NUL.
     pub fn executable_extension(&self, name: &str) -> Option<String> {
         let cut = name.split('\0').next().unwrap_or(name);
-        [name, cut].into_iter().find_map(|n| {
+        let forms = if cut.len() < name.len() { 2 } else { 1 };
+        [name, cut].into_iter().take(forms).find_map(|n| {
             let ext = final_extension(n)?;
             self.executable_extensions
                 .iter()
                 .chain(&self.extra_executable_extensions)
-                .any(|e| e.trim().to_lowercase() == ext)
+                .any(|e| {
+                    // `ext` is lower-case already: ASCII extensions are compared
+                    // without a lower-cased copy (this runs for every name of every file).
+                    let e = e.trim();
+                    if e.is_ascii() {
+                        e.eq_ignore_ascii_case(&ext)
+                    } else {
+                        e.to_lowercase() == ext
+                    }
+                })
                 .then_some(ext)
         })
     }
@@ -200,11 +210,8 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
 
     // Archives already reported as encrypted or uninspectable: their entries add
     // nothing more.
-    let mut encrypted_reported: HashSet<&[String]> = HashSet::new();
-    let mut uninspectable_reported: HashSet<&[String]> = HashSet::new();
-    let inside = |reported: &HashSet<&[String]>, path: &[String]| {
-        (1..path.len()).any(|n| reported.contains(&path[..n]))
-    };
+    let mut encrypted_reported = ReportedPaths::default();
+    let mut uninspectable_reported = ReportedPaths::default();
     for (index, f) in inspection.files.iter().enumerate() {
         let names: Vec<&str> = f
             .name
@@ -244,7 +251,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         }
 
         // An encrypted archive is one violation, not one more per encrypted entry.
-        if f.encrypted && !inside(&encrypted_reported, &f.path) {
+        if f.encrypted && !encrypted_reported.hold_a_prefix_of(&f.path) {
             encrypted_reported.insert(&f.path);
             push(
                 Violation::new(
@@ -264,7 +271,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         };
         // Like encryption: an archive that cannot be inspected is one violation;
         // its entries that could not be inspected either add nothing.
-        let inside_uninspectable = inside(&uninspectable_reported, &f.path);
+        let inside_uninspectable = uninspectable_reported.hold_a_prefix_of(&f.path);
         if let Some(reason) = uninspectable.filter(|_| !inside_uninspectable) {
             uninspectable_reported.insert(&f.path);
             push(
@@ -320,6 +327,47 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
 
     per_file.extend(message_level);
     per_file
+}
+
+/// Paths already reported, to tell whether a file lies inside one of them.
+/// Prefixes are hashed step by step: hashing every prefix of a path anew was
+/// quadratic in its depth (9,000 files under 100 attached messages, 1.7 s).
+#[derive(Default)]
+struct ReportedPaths<'a> {
+    by_hash: HashMap<u64, Vec<&'a [String]>>,
+    state: std::hash::RandomState,
+}
+
+impl<'a> ReportedPaths<'a> {
+    fn insert(&mut self, path: &'a [String]) {
+        if let Some(hash) = self.prefix_hashes(path).last() {
+            self.by_hash.entry(hash).or_default().push(path);
+        }
+    }
+
+    /// True when a path reported is a proper prefix of `path`.
+    fn hold_a_prefix_of(&self, path: &[String]) -> bool {
+        if self.by_hash.is_empty() || path.is_empty() {
+            return false;
+        }
+        let above = &path[..path.len() - 1];
+        self.prefix_hashes(above).enumerate().any(|(n, hash)| {
+            self.by_hash
+                .get(&hash)
+                .is_some_and(|paths| paths.iter().any(|p| *p == &path[..=n]))
+        })
+    }
+
+    /// Hashes of `path[..1]`, `path[..2]`, ..., each from the one before.
+    fn prefix_hashes<'p>(&self, path: &'p [String]) -> impl Iterator<Item = u64> + 'p {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = self.state.build_hasher();
+        path.iter().map(move |step| {
+            hasher.write(step.as_bytes());
+            hasher.write_u8(0xFF);
+            hasher.finish()
+        })
+    }
 }
 
 fn exec_kind(k: ExecKind) -> &'static str {
@@ -550,6 +598,28 @@ mod tests {
             .map(|i| facts(&[&format!("{i}.exe")], other()))
             .collect();
         assert_eq!(run(many).len(), 100);
+    }
+
+    #[test]
+    fn reported_paths_hold_their_prefixes() {
+        let steps = |n: usize| -> Vec<String> { (0..n).map(|i| format!("m{i}.eml")).collect() };
+        let deep = steps(100);
+        let mut reported = ReportedPaths::default();
+        assert!(!reported.hold_a_prefix_of(&deep));
+        reported.insert(&deep[..50]);
+        assert!(reported.hold_a_prefix_of(&deep));
+        assert!(reported.hold_a_prefix_of(&deep[..51]));
+        // The path itself, and paths beside it, are not inside it.
+        assert!(!reported.hold_a_prefix_of(&deep[..50]));
+        let mut beside = deep.clone();
+        beside[49] = "other.eml".into();
+        assert!(!reported.hold_a_prefix_of(&beside));
+        // Steps are not run together: ["ab", "c"] is not inside ["a"].
+        let ab: Vec<String> = vec!["ab".into(), "c".into()];
+        let a: Vec<String> = vec!["a".into()];
+        let mut reported = ReportedPaths::default();
+        reported.insert(&a);
+        assert!(!reported.hold_a_prefix_of(&ab));
     }
 
     #[test]
