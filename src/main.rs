@@ -70,24 +70,8 @@ enum Command {
     Scan {
         #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
         config: PathBuf,
-        /// One JSON object per line instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Envelope sender (default: the message's Return-Path, else From).
-        #[arg(long)]
-        from: Option<String>,
-        /// Envelope recipient, repeatable (default: To and Cc of the message).
-        #[arg(long = "rcpt")]
-        rcpt: Vec<String>,
-        /// The SMTP client's address (default 127.0.0.1).
-        #[arg(long)]
-        client_addr: Option<std::net::IpAddr>,
-        /// SASL login name of the client, if it authenticated.
-        #[arg(long)]
-        auth: Option<String>,
-        /// Postfix `{daemon_name}` of the receiving instance.
-        #[arg(long)]
-        daemon_name: Option<String>,
+        #[command(flatten)]
+        options: offline::ScanOptions,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -125,12 +109,7 @@ fn main() -> ExitCode {
         }
         Command::Scan {
             config,
-            json,
-            from,
-            rcpt,
-            client_addr,
-            auth,
-            daemon_name,
+            options,
             files,
         } => {
             let loaded = match LoadedPolicy::load(&config) {
@@ -139,14 +118,6 @@ fn main() -> ExitCode {
                     eprintln!("{e}");
                     return exit_for(&e);
                 }
-            };
-            let options = offline::ScanOptions {
-                json,
-                from,
-                rcpt,
-                client_addr,
-                auth,
-                daemon_name,
             };
             offline::run(&loaded, &options, &files)
         }

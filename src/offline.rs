@@ -16,13 +16,25 @@ use crate::scan::Scanner;
 use crate::verdict::{Action, HeaderEdit, Reason, Verdict};
 
 /// Envelope and connection for the messages, from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ScanOptions {
+    /// One JSON object per line instead of text.
+    #[arg(long)]
     pub json: bool,
+    /// Envelope sender (default: the message's Return-Path, else From).
+    #[arg(long)]
     pub from: Option<String>,
+    /// Envelope recipient, repeatable (default: To and Cc of the message).
+    #[arg(long = "rcpt")]
     pub rcpt: Vec<String>,
+    /// The SMTP client's address (default 127.0.0.1).
+    #[arg(long)]
     pub client_addr: Option<IpAddr>,
+    /// SASL login name of the client, if it authenticated.
+    #[arg(long)]
     pub auth: Option<String>,
+    /// Postfix `{daemon_name}` of the receiving instance.
+    #[arg(long)]
     pub daemon_name: Option<String>,
 }
 

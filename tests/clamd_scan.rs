@@ -439,18 +439,10 @@ async fn clean_parts_are_clean_and_get_the_clean_status() {
     let policy = policy_with(&cfg);
     assert_eq!(judged(&outcome, &policy), (vec![], None));
     let edits = virus::virus_headers(&Message::default(), &outcome, &policy);
-    assert_eq!(
-        edits,
-        vec![
-            HeaderEdit::Add {
-                name: "X-Virus-Scanned".into(),
-                value: "ClamAV using congvu-milter".into()
-            },
-            HeaderEdit::Add {
-                name: "X-Virus-Status".into(),
-                value: "Clean".into()
-            },
-        ]
+    assert_eq!(edits.len(), 2, "{edits:?}");
+    assert!(
+        matches!(&edits[1], HeaderEdit::Add { name, value } if name == "X-Virus-Status" && value == "Clean"),
+        "{edits:?}"
     );
 }
 

@@ -3,13 +3,13 @@
 //! in milter_session.rs, the HTTP timing in src/server/http.rs).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::daemon_support::{Daemon, free_port};
+use crate::daemon_support::{Daemon, assert_delivered, free_port};
 use congvu_milter::message::Envelope;
 use congvu_milter::milter::client::{MilterClient, Offer, StageMacros};
-use congvu_milter::milter::codec::{Command, Family, Reply};
+use congvu_milter::milter::codec::{Command, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -45,18 +45,7 @@ fn start_daemon() -> Daemon {
 }
 
 async fn client(daemon: &Daemon) -> MilterClient<tokio::net::TcpStream> {
-    let mut c = MilterClient::connect_tcp(&daemon.milter_addr(), TIMEOUT)
-        .await
-        .expect("connect to the daemon");
-    c.negotiate(Offer::POSTFIX_3_7).await.expect("negotiate");
-    c.connect(
-        "client.test",
-        Family::Inet(Ipv4Addr::new(192, 0, 2, 7), 40000),
-    )
-    .await
-    .expect("connect step");
-    c.helo("client.test").await.expect("helo");
-    c
+    daemon.milter_client(Offer::POSTFIX_3_7).await
 }
 
 fn envelope(rcpts: &[&str]) -> Envelope {
@@ -132,11 +121,7 @@ async fn milter_caps_from_the_policy_refuse_messages_and_close_macro_floods() {
         )
         .await
         .unwrap();
-    assert!(
-        matches!(out.reply, Reply::Accept | Reply::Continue),
-        "{:?}",
-        out.reply
-    );
+    assert_delivered(&out.reply);
     // Judged as the registry's rules and reported like every verdict: the one
     // log line per message names the rule and the key, the metrics count it.
     let log = daemon.log();

@@ -11,15 +11,13 @@
 //! message saying what to install; nothing is skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::{self, Daemon};
 use congvu_milter::message::Envelope;
-use congvu_milter::milter::client::{MilterClient, Offer, StageMacros};
-use congvu_milter::milter::codec::Family;
+use congvu_milter::milter::client::{Offer, StageMacros};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -583,19 +581,8 @@ fn exercise_messages() -> Vec<Vec<u8>> {
 }
 
 async fn drive(daemon: &Daemon, messages: &[Vec<u8>]) {
-    let timeout = Duration::from_secs(20);
     for (i, m) in messages.iter().enumerate() {
-        let mut c = MilterClient::connect_tcp(&daemon.milter_addr(), timeout)
-            .await
-            .expect("connect to the daemon");
-        c.negotiate(Offer::POSTFIX_3_7).await.expect("negotiate");
-        c.connect(
-            "client.test",
-            Family::Inet(Ipv4Addr::new(192, 0, 2, 7), 40000),
-        )
-        .await
-        .expect("connect step");
-        c.helo("client.test").await.expect("helo");
+        let mut c = daemon.milter_client(Offer::POSTFIX_3_7).await;
         let qid = format!("OPS{i}");
         let env = Envelope {
             sender: "a@example.org".into(),

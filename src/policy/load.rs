@@ -137,7 +137,7 @@ impl LoadedPolicy {
         let mut policy = deserialize_collecting_errors(text, path)?;
         let mut problems = policy.prepare(path);
         problems.extend(policy.validate(path));
-        let located: Vec<LocatedProblem> = problems
+        let mut located: Vec<LocatedProblem> = problems
             .drain(..)
             .map(|problem| LocatedProblem {
                 file: path.to_owned(),
@@ -145,6 +145,8 @@ impl LoadedPolicy {
                 problem,
             })
             .collect();
+        // In the order of the file, as an admin reads it; keys not in the file last.
+        located.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         let (errors, warnings): (Vec<_>, Vec<_>) = located
             .into_iter()
             .partition(|p| p.problem.severity == super::load::Severity::Error);
@@ -366,11 +368,14 @@ impl Policy {
                 ),
             ));
         }
-        if self.milter.max_connections == 0 {
-            problems.push(Problem::error(
-                "milter.max_connections",
-                "must be at least 1",
-            ));
+        for (key, count) in [
+            ("milter.max_connections", self.milter.max_connections),
+            ("milter.max_headers", self.milter.max_headers),
+            ("metrics.max_connections", self.metrics.max_connections),
+        ] {
+            if count == 0 {
+                problems.push(Problem::error(key, "must be at least 1"));
+            }
         }
         if self.milter.max_frame_size.bytes() < 1024 * 1024 {
             problems.push(Problem::error(
@@ -389,9 +394,6 @@ impl Policy {
                 "milter.max_recipients",
                 "must be at least 1 (keep it above Postfix's smtpd_recipient_limit, 1000 by default)",
             ));
-        }
-        if self.milter.max_headers == 0 {
-            problems.push(Problem::error("milter.max_headers", "must be at least 1"));
         }
         if self.milter.max_macro_bytes.bytes() < 8 * 1024 {
             problems.push(Problem::error(
@@ -452,12 +454,6 @@ impl Policy {
                     "{:?} is not HOST:PORT (e.g. \"127.0.0.1:9898\")",
                     self.metrics.listen
                 ),
-            ));
-        }
-        if self.metrics.max_connections == 0 {
-            problems.push(Problem::error(
-                "metrics.max_connections",
-                "must be at least 1",
             ));
         }
         if self.metrics.header_timeout.get().is_zero() {
@@ -567,24 +563,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bad_values_and_contradictions_are_reported_together() {
-        let text =
-            "[milter]\nlisten = [\"tcp:1.2.3.4\"]\nfoo = 1\n[rules.virus]\nreply = \"Thư\"\n";
+    /// A policy that does not load, with exactly these (key, line) problems.
+    fn assert_problems(text: &str, expected: Vec<(&str, Option<usize>)>) {
         let ConfigError::Invalid { problems } = load(text).unwrap_err() else {
-            panic!()
+            panic!("{text} loaded")
         };
         let keys: Vec<(&str, Option<usize>)> = problems
             .iter()
             .map(|p| (p.problem.key.as_str(), p.line))
             .collect();
-        assert_eq!(
-            keys,
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn bad_values_and_contradictions_are_reported_together() {
+        let text =
+            "[milter]\nlisten = [\"tcp:1.2.3.4\"]\nfoo = 1\n[rules.virus]\nreply = \"Thư\"\n";
+        assert_problems(
+            text,
             vec![
                 ("milter.listen", Some(2)),
                 ("milter.foo", Some(3)),
-                ("rules.virus.reply", Some(5))
-            ]
+                ("rules.virus.reply", Some(5)),
+            ],
         );
     }
 
@@ -608,15 +609,8 @@ mod tests {
     #[test]
     fn peer_caps_and_timeouts_must_make_sense() {
         let text = "[milter]\nmax_recipients = 0\nmax_headers = 0\nmax_macro_bytes = \"1 KiB\"\nwrite_timeout = 0\n\n[metrics]\nmax_connections = 0\nheader_timeout = \"5s\"\nconnection_timeout = \"1s\"\n";
-        let ConfigError::Invalid { problems } = load(text).unwrap_err() else {
-            panic!()
-        };
-        let keys: Vec<(&str, Option<usize>)> = problems
-            .iter()
-            .map(|p| (p.problem.key.as_str(), p.line))
-            .collect();
-        assert_eq!(
-            keys,
+        assert_problems(
+            text,
             vec![
                 ("milter.max_recipients", Some(2)),
                 ("milter.max_headers", Some(3)),
@@ -624,7 +618,7 @@ mod tests {
                 ("milter.write_timeout", Some(5)),
                 ("metrics.max_connections", Some(8)),
                 ("metrics.connection_timeout", Some(10)),
-            ]
+            ],
         );
         let p = load("").unwrap();
         assert!(

@@ -2,15 +2,25 @@
 //! loopback port, stderr captured to a log file, signals for reload and stop.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use congvu_milter::milter::client::{MilterClient, Offer};
+use congvu_milter::milter::codec::{Family, Reply};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the daemon).
+/// Panics unless the milter's final reply lets the message through.
+pub fn assert_delivered(reply: &Reply) {
+    assert!(
+        matches!(reply, Reply::Accept | Reply::Continue),
+        "not delivered: {reply:?}"
+    );
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
@@ -110,6 +120,23 @@ impl Daemon {
             "congvu-milter did not listen within 20 s; log:\n{}",
             self.log()
         );
+    }
+
+    /// A milter connection to the daemon that has negotiated `offer` and passed
+    /// CONNECT (192.0.2.7) and HELO, as Postfix opens one for an SMTP session.
+    pub async fn milter_client(&self, offer: Offer) -> MilterClient<tokio::net::TcpStream> {
+        let mut c = MilterClient::connect_tcp(&self.milter_addr(), Duration::from_secs(20))
+            .await
+            .expect("connect to the daemon");
+        c.negotiate(offer).await.expect("negotiate");
+        c.connect(
+            "client.test",
+            Family::Inet(Ipv4Addr::new(192, 0, 2, 7), 40000),
+        )
+        .await
+        .expect("connect step");
+        c.helo("client.test").await.expect("helo");
+        c
     }
 
     pub fn milter_addr(&self) -> String {
