@@ -21,10 +21,13 @@ Sessions are processes (no GIL contention) unless --threads (one process; needed
 for 100 sessions of 20 MB messages, which then share one copy of each file).
 
 --results FILE: one JSON object per attempt:
-  {"k", "file", "id", "session", "attempt", "t0", "t1", "code", "stage", "reply", "bytes"}
-(t0/t1: wall-clock seconds; stage: connect/mail/rcpt/data/ok). Summary on stdout
-(and as JSON with --summary FILE): messages/s, MB/s, 2xx/4xx/5xx counts, latency
-percentiles. Exit 0 unless a message got no SMTP answer at all (network error that
+  {"k", "file", "id", "session", "attempt", "t0", "t1", "code", "stage", "reply", "bytes",
+   "data_end_ms"}
+(t0/t1: wall-clock seconds; stage: connect/mail/rcpt/data/ok; data_end_ms: from the
+final dot of DATA, handed to the kernel in the same write as the body, to the
+server's reply, present when there was one). Summary on stdout (and as JSON with
+--summary FILE): messages/s, MB/s, 2xx/4xx/5xx counts, percentiles of the whole
+transaction's time (latency_ms) and of the final dot to the reply (data_end_ms). Exit 0 unless a message got no SMTP answer at all (network error that
 could not be retried) after the run and the retries.
 Python 3.11 standard library only.
 """
@@ -69,6 +72,22 @@ def load_corpus(d: Path):
     return out
 
 
+def send_all(sock, parts):
+    """Writes the parts in as few system calls as the kernel allows (one for a
+    small message): the final dot leaves with the body, so that the client's own
+    Nagle algorithm never holds it back waiting for an ACK of the body."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = sock.sendmsg(views)
+        while n and views:
+            if n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
+
+
 class Session:
     def __init__(self, host, port, timeout):
         self.host, self.port, self.timeout = host, port, timeout
@@ -86,7 +105,11 @@ class Session:
             self.s = None
 
     def send(self, sender, rcpt, prefix: bytes, body: bytes):
-        """Returns (code, stage, reply). code 0 = no SMTP answer (network error)."""
+        """Returns (code, stage, reply). code 0 = no SMTP answer (network error).
+        Sets self.t_dot to the time the final dot was handed to the kernel and
+        self.t_reply to the time the reply to it was read (None if the message
+        did not get that far)."""
+        self.t_dot = self.t_reply = None
         stage = "connect"
         try:
             if self.s is None:
@@ -108,11 +131,10 @@ class Session:
             if code != 354:
                 self.s.rset()
                 return code, stage, msg.decode(errors="replace")
-            if prefix:
-                self.s.sock.sendall(prefix)
-            self.s.sock.sendall(body)
-            self.s.sock.sendall(b".\r\n")
+            send_all(self.s.sock, (prefix, body, b".\r\n"))
+            self.t_dot = time.time()
             code, msg = self.s.getreply()
+            self.t_reply = time.time()
             if code == 421:
                 self.close()
             return code, ("ok" if code == 250 else "data-end"), msg.decode(errors="replace")
@@ -149,6 +171,8 @@ def worker(args, corpus, jobs, session_no, attempt, out_path, lock=None):
                 rec = {"k": k, "file": name, "id": mid, "session": session_no, "attempt": attempt,
                        "t0": round(t0, 4), "t1": round(t1, 4), "code": code, "stage": stage,
                        "reply": reply[:300], "bytes": len(prefix) + len(body)}
+                if sess.t_reply is not None:
+                    rec["data_end_ms"] = round(1000 * (sess.t_reply - sess.t_dot), 3)
                 if lock:
                     with lock:
                         out.write(json.dumps(rec) + "\n")
@@ -268,6 +292,7 @@ def main() -> int:
     secs = t_end - t_start
     nbytes = sum(r["bytes"] for r in main_final.values())
     lat = [r["t1"] - r["t0"] for r in main_final.values()]
+    dend = [r["data_end_ms"] for r in main_final.values() if "data_end_ms" in r]
     summary = {
         "messages": count, "sessions": args.sessions, "seconds": round(secs, 3),
         "t_start": t_start, "t_end": t_end,
@@ -276,6 +301,8 @@ def main() -> int:
         "retry_rounds": rounds, "attempts": len(all_recs),
         "latency_ms": {"p50": round(1000 * pct(lat, 0.5), 1), "p90": round(1000 * pct(lat, 0.9), 1),
                        "p99": round(1000 * pct(lat, 0.99), 1), "max": round(1000 * max(lat), 1)},
+        "data_end_ms": {"n": len(dend), "p50": round(pct(dend, 0.5), 3), "p90": round(pct(dend, 0.9), 3),
+                        "p99": round(pct(dend, 0.99), 3), "max": round(max(dend, default=0), 3)},
     }
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=1))
@@ -284,7 +311,8 @@ def main() -> int:
               f"{summary['msgs_per_s']} msg/s, {summary['mb_per_s']} MB/s; "
               f"2xx {main_counts['2xx']}, 4xx {main_counts['4xx']}, 5xx {main_counts['5xx']}, "
               f"no answer {main_counts['none']}; latency p50 {summary['latency_ms']['p50']} ms "
-              f"p99 {summary['latency_ms']['p99']} ms")
+              f"p99 {summary['latency_ms']['p99']} ms; final dot to reply p50 {summary['data_end_ms']['p50']} ms "
+              f"p99 {summary['data_end_ms']['p99']} ms")
         if args.retry_deferred:
             print(f"blast.py: after {rounds} retry round(s): 2xx {final_counts['2xx']}, 5xx {final_counts['5xx']}, "
                   f"still 4xx {final_counts['4xx']}, no answer {final_counts['none']}")

@@ -3,6 +3,7 @@
 
 Usage: make-mix.py OUT_DIR [--count 200] [--seed 1] [--repo DIR]
                    [--large-min-mb 2] [--large-max-mb 8] [--only-attachments]
+       make-mix.py OUT_DIR --everyday [--seed 1] [--repo DIR]
 
 Proportions (of --count, rounded; the rest goes to small text):
   60 %  small text       1-8 KB plain text, a third also with an HTML alternative
@@ -25,11 +26,20 @@ as it would in real traffic). Envelope: sender@example.org -> nguoidung@bacgiang
 --only-attachments leaves out the small-text messages (for clamd-cost.sh: only
 messages that give a scanner something to scan).
 
+--everyday writes instead 21 small everyday messages that every filter must pass
+(bench/postfix/latency.sh; --count is ignored): the six fixtures/messages/pass-*.eml
+(plain text, PGP and S/MIME signed, an HTML alternative with an inline image, and
+look-alikes: a "danh-sach.com.txt" attachment, a DMARC report zip named with "!"),
+7 short notes, 3 text+HTML alternatives, a longer plain report, the fixtures
+budget.xlsx and minutes.odt, a small PDF-like file and a generated .docx of about
+12 KB. Mean about 2.3 KB, median about 0.9 KB, largest about 17 KB.
+
 Writes OUT_DIR/NNNN-CATEGORY.eml and OUT_DIR/manifest.json, prints a size summary.
 Python 3.11 standard library only.
 """
 
 import argparse
+import email
 import io
 import json
 import random
@@ -126,6 +136,88 @@ def attach(m: EmailMessage, name: str, data: bytes) -> None:
     m.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
 
 
+def attachments(data: bytes) -> int:
+    """Leaf parts that have a file name or are neither text/plain nor text/html
+    (an S/MIME signature and an inline image count)."""
+    msg = email.message_from_bytes(data, policy=SMTP)
+    return sum(1 for part in msg.walk() if not part.is_multipart() and (
+        part.get_filename() or part.get_content_disposition() == "attachment"
+        or part.get_content_type() not in ("text/plain", "text/html")))
+
+
+def everyday(a) -> int:
+    """The latency-bound mix: small everyday mail, all of it to be accepted."""
+    repo = Path(a.repo)
+    fx = repo / "fixtures" / "archives"
+    rng = random.Random(a.seed)
+    when0 = datetime(2025, 3, 3, 8, 0, tzinfo=timezone(timedelta(hours=7)))
+    msgs = []  # (kind, bytes)
+    for f in sorted((repo / "fixtures" / "messages").glob("pass-*.eml")):
+        msgs.append((f.stem, f.read_bytes()))
+    i = len(msgs)
+
+    def html_of(m):
+        body = m.get_body(("plain",)).get_content()
+        m.add_alternative("<html><body><p>" + body.replace("\n", "</p><p>") + "</p></body></html>", subtype="html")
+
+    gen = []
+    for n in range(7):
+        gen.append(("note", lambda i, w: base(rng, i, "Thong bao", rng.randint(250, 600), w)))
+    for n in range(3):
+        def alt(i, w):
+            m = base(rng, i, "Giay moi hop", rng.randint(700, 1100), w)
+            html_of(m)
+            return m
+        gen.append(("html", alt))
+    gen.append(("report", lambda i, w: base(rng, i, "Bao cao tuan", rng.randint(2600, 3000), w)))
+    for name in ("budget.xlsx", "minutes.odt"):
+        def doc(i, w, name=name):
+            m = base(rng, i, "Gui tai lieu", rng.randint(200, 400), w)
+            attach(m, name, (fx / name).read_bytes())
+            return m
+        gen.append(("fixture-" + name.split(".")[1], doc))
+
+    def pdf(i, w):
+        m = base(rng, i, "To trinh", rng.randint(200, 400), w)
+        attach(m, f"to-trinh-{i}.pdf", pdf_like(rng, 1500))
+        return m
+    gen.append(("pdf", pdf))
+
+    def docx_small(i, w):
+        m = base(rng, i, "Van ban", rng.randint(300, 500), w)
+        attach(m, f"van-ban-{i}.docx", docx(rng, 20_000))
+        return m
+    gen.append(("docx", docx_small))
+    for kind, make in gen:
+        msgs.append((kind, make(i, when0 + timedelta(seconds=37 * i)).as_bytes(policy=SMTP)))
+        i += 1
+    order = list(range(len(msgs)))
+    rng.shuffle(order)
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.eml"):
+        old.unlink()
+    manifest = []
+    for n, k in enumerate(order):
+        kind, data = msgs[k]
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        name = f"{n:04d}-{kind}.eml"
+        (out / name).write_bytes(data)
+        manifest.append({"file": name, "category": kind, "size": len(data), "expect": "accept",
+                         "attachments": attachments(data), "sender": SENDER, "rcpt": RCPT})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    sz = sorted(e["size"] for e in manifest)
+    print(f"make-mix.py --everyday: {len(sz)} messages, {sum(sz) / 1e3:.1f} KB in {out} (seed {a.seed}): "
+          f"mean {sum(sz) / len(sz) / 1e3:.2f} KB, median {sz[len(sz) // 2] / 1e3:.2f} KB, "
+          f"min {sz[0] / 1e3:.2f} KB, max {sz[-1] / 1e3:.1f} KB")
+    print("  KB: " + ", ".join(f"{e['category']} {e['size'] / 1e3:.1f}" for e in sorted(manifest, key=lambda e: e["size"])))
+    bare = [e for e in manifest if not e["attachments"]]
+    print(f"  {len(bare)} without attachments (text/plain and text/html parts, no file name): "
+          + ", ".join(sorted(e["category"] for e in bare)))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
@@ -135,7 +227,10 @@ def main() -> int:
     ap.add_argument("--large-min-mb", type=float, default=2)
     ap.add_argument("--large-max-mb", type=float, default=8)
     ap.add_argument("--only-attachments", action="store_true")
+    ap.add_argument("--everyday", action="store_true")
     a = ap.parse_args()
+    if a.everyday:
+        return everyday(a)
 
     fx = Path(a.repo) / "fixtures" / "archives"
     fixtures = {n: (fx / n).read_bytes() for n in ("report.docx", "budget.xlsx", "minutes.odt", "plain.zip", "plain.7z", "exe-in.zip")}

@@ -69,23 +69,29 @@ PY
     "$BIN" check-config --config "$1" >/dev/null || die "the generated policy $1 does not load"
 }
 
-# Starts congvu-milter in its own process group; waits for /readyz.
-congvu_start() { # DIR POLICY MILTER_PORT METRICS_PORT
+# Starts congvu-milter in its own process group; waits for /readyz. MILTER is the
+# loopback port of its milter socket, or the path of its unix socket (the policy
+# says which it listens on).
+congvu_start() { # DIR POLICY MILTER METRICS_PORT
     local dir=$1 policy=$2 mport=$3 xport=$4
     mkdir -p "$dir"
-    require_port_free "$mport" "congvu-milter"
+    [[ $mport == /* ]] || require_port_free "$mport" "congvu-milter"
     require_port_free "$xport" "congvu-milter metrics"
     spawn_group "$dir/milter.pid" "$dir/milter.log" "$BIN" serve --config "$policy"
     local rc=0
     wait_for 30 "$dir/milter.pid" congvu_ready "$mport" "$xport" || rc=$?
     if ((rc != 0)); then
         show_tail "$dir/milter.log" 30
-        die "congvu-milter did not become ready on 127.0.0.1:$mport"
+        die "congvu-milter did not become ready on $mport"
     fi
-    say "congvu-milter on 127.0.0.1:$mport (metrics $xport, pid $(<"$dir/milter.pid"))"
+    say "congvu-milter on $mport (metrics $xport, pid $(<"$dir/milter.pid"))"
 }
-congvu_ready() { # MILTER_PORT METRICS_PORT
-    port_listening "$1" || return 1
+congvu_ready() { # MILTER METRICS_PORT
+    if [[ $1 == /* ]]; then
+        [[ -S $1 ]] || return 1
+    else
+        port_listening "$1" || return 1
+    fi
     python3 -c 'import sys, urllib.request
 sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:'"$2"'/readyz", timeout=2).status == 200 else 1)' 2>/dev/null
 }
@@ -108,6 +114,28 @@ null_milter_start() { # DIR PORT
     say "null-milter on 127.0.0.1:$port (pid $(<"$dir/milter.pid"))"
 }
 null_milter_stop() { stop_group "$1/milter.pid" null-milter 10; }
+
+# bench/postfix/null-libmilter.c: a do-nothing milter on Sendmail's libmilter
+# (libmilter-dev), built with gcc into DIR; SPEC is libmilter's "inet:PORT@127.0.0.1"
+# or "unix:/PATH".
+null_libmilter_start() { # DIR SPEC
+    local dir=$1 spec=$2 exe
+    mkdir -p "$dir"
+    exe=$dir/null-libmilter
+    gcc -O2 -Wall -o "$exe" "$REPO/bench/postfix/null-libmilter.c" -lmilter -pthread 2>"$dir/build.log" ||
+        { show_tail "$dir/build.log" 20; die "gcc could not build null-libmilter (apt-get install libmilter-dev)"; }
+    local rc=0 port=${spec#inet:}
+    port=${port%@*}
+    [[ $spec != inet:* ]] || require_port_free "$port" null-libmilter
+    spawn_group "$dir/milter.pid" "$dir/milter.log" "$exe" "$spec"
+    case $spec in
+    unix:*) wait_for 30 "$dir/milter.pid" test -S "${spec#unix:}" || rc=$? ;;
+    *) wait_for 30 "$dir/milter.pid" port_listening "$port" || rc=$? ;;
+    esac
+    ((rc == 0)) || { show_tail "$dir/milter.log" 20; die "null-libmilter did not listen on $spec"; }
+    say "null-libmilter on $spec (pid $(<"$dir/milter.pid"))"
+}
+null_libmilter_stop() { stop_group "$1/milter.pid" null-libmilter 10; }
 
 # Debian's clamav-milter with its own config file: OnInfected Reject, OnFail Defer.
 clamav_milter_start() { # DIR PORT CLAMD_SOCKET
@@ -148,9 +176,10 @@ clamav_milter_stop() { stop_group "$1/clamav-milter.pid" clamav-milter 10; }
 # LOCAL_CONFDIR, DBDIR, RUNDIR, LOGDIR redirected into DIR (--var), proxy worker in
 # milter mode with self_scan on 127.0.0.1:PORT, antivirus on the same clamd with
 # action reject, mime_types bad extensions forced to reject; redis-backed and
-# network (DNS/HTTP) modules off, resolver 127.0.0.1:53.
-rspamd_start() { # DIR PORT CLAMD_SOCKET NORMAL_PORT CONTROLLER_PORT
-    local dir=$1 port=$2 sock=$3 nport=$4 cport=$5 d
+# network (DNS/HTTP) modules off, resolver 127.0.0.1:53. With UNIX_SOCKET, the
+# same proxy worker also listens on that unix socket (mode 0666).
+rspamd_start() { # DIR PORT CLAMD_SOCKET NORMAL_PORT CONTROLLER_PORT [UNIX_SOCKET]
+    local dir=$1 port=$2 sock=$3 nport=$4 cport=$5 usock=${6:-} d
     dir=$(mkdir -p "$dir" && readlink -f "$dir")
     chmod 755 "$dir"
     for d in etc/local.d etc/override.d db run log; do mkdir -p "$dir/$d"; done
@@ -158,10 +187,12 @@ rspamd_start() { # DIR PORT CLAMD_SOCKET NORMAL_PORT CONTROLLER_PORT
     require_port_free "$port" "rspamd proxy (milter)"
     require_port_free "$nport" "rspamd normal worker"
     require_port_free "$cport" "rspamd controller"
-    local l=$dir/etc/local.d o=$dir/etc/override.d
+    local l=$dir/etc/local.d o=$dir/etc/override.d unix_bind=''
+    [[ -z $usock ]] || unix_bind="bind_socket = \"$usock mode=0666 owner=_rspamd\";"
     cat >"$l/worker-proxy.inc" <<EOF
 milter = yes;
 bind_socket = "127.0.0.1:$port";
+$unix_bind
 timeout = 120s;
 upstream "local" {
   default = yes;
@@ -238,12 +269,15 @@ EOF
         --var="LOGDIR=$dir/log"
     local rc=0
     wait_for 120 "$dir/rspamd.pid" port_listening "$port" || rc=$?
+    if ((rc == 0)) && [[ -n $usock ]]; then
+        wait_for 30 "$dir/rspamd.pid" test -S "$usock" || rc=$?
+    fi
     if ((rc != 0)); then
         show_tail "$dir/rspamd.out" 30
         show_tail "$dir/log/rspamd.log" 30
-        die "rspamd did not listen on 127.0.0.1:$port"
+        die "rspamd did not listen on 127.0.0.1:$port${usock:+ and $usock}"
     fi
-    say "rspamd proxy (milter) on 127.0.0.1:$port -> clamd $sock (pid $(<"$dir/rspamd.pid"))"
+    say "rspamd proxy (milter) on 127.0.0.1:$port${usock:+ and $usock} -> clamd $sock (pid $(<"$dir/rspamd.pid"))"
 }
 rspamd_stop() { stop_group "$1/rspamd.pid" rspamd 15; }
 

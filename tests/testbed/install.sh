@@ -5,7 +5,7 @@
 # is already installed it does not touch apt at all (fast path).
 #
 #   bash tests/testbed/install.sh            what tests/run.sh and the demo need
-#   bash tests/testbed/install.sh --bench    also rspamd, perf, valgrind and curl (bench/)
+#   bash tests/testbed/install.sh --bench    also rspamd, perf, valgrind, curl and libmilter-dev (bench/)
 #
 # Every binary those scripts call is listed below beside the package that ships
 # it, and after installing, dpkg is asked who owns each file: a binary that is
@@ -70,6 +70,7 @@ BENCH_PACKAGES_AND_FILES=(
     "linux-perf"             # bench/milter-alone.sh PROFILE=perf (/usr/bin/perf is a dpkg diversion)
     "valgrind /usr/bin/valgrind /usr/bin/callgrind_annotate" # bench/milter-alone.sh PROFILE=callgrind
     "curl /usr/bin/curl"     # reads /metrics during the soak
+    "libmilter-dev /usr/include/libmilter/mfapi.h" # bench/postfix/null-libmilter.c (gcc ... -lmilter)
 )
 # System services shipped by the packages above.
 SERVICES=(clamav-freshclam clamav-daemon clamav-milter postfix prometheus)
@@ -187,7 +188,9 @@ file_owners() {
         paths+=("${pair#* }" "$(merged_alias "${pair#* }")")
     done
     # dpkg-query exits 1 when some spelling is unknown, and prints the rest.
+    # Multi-Arch: same packages come as "libmilter-dev:amd64: PATH": drop the arch.
     dpkg-query -S "${paths[@]}" 2>/dev/null | grep -v '^diversion by ' |
+        sed -e 's/:[a-z0-9_]*\([,:] \)/\1/g' |
         sed -n 's/^\([^:]*\): \(.*\)$/\2 \1/p' || true
 }
 
