@@ -358,16 +358,16 @@ fn promtool_accepts_the_alert_rules_and_their_unit_tests() {
         text(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let rules = read(&dir.join("alerts.yml"));
+    let alerts = rules.matches("- alert: ").count();
     assert!(
-        stdout.contains("SUCCESS: 10 rules found"),
-        "expected the 10 alerts of alerts.yml:\n{stdout}"
+        alerts >= 10 && stdout.contains(&format!("SUCCESS: {alerts} rules found")),
+        "expected the {alerts} alerts of alerts.yml:\n{stdout}"
     );
     let out = promtool(&["test", "rules", "alerts.test.yml"], &dir);
     assert!(out.status.success(), "promtool test rules:\n{}", text(&out));
 
     // Every alert has a severity, an English and a Vietnamese summary and a runbook.
-    let rules = read(&dir.join("alerts.yml"));
-    let alerts = rules.matches("- alert: ").count();
     for key in [
         "severity: ",
         "summary: ",
