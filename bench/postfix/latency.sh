@@ -194,22 +194,6 @@ pgid_of() { # CFG -> the milter's process group
     *) cat "$W/$1/milter.pid" ;;
     esac
 }
-# CPU seconds (user+sys) of a process group, from /proc.
-group_cpu() { # PGID
-    python3 - "$1" <<'PY'
-import os, sys
-pg, tck, tot = int(sys.argv[1]), os.sysconf("SC_CLK_TCK"), 0
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(f[2]) == pg:
-            tot += int(f[11]) + int(f[12])
-print(f"{tot / tck:.2f}" if pg else "0")
-PY
-}
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # One run: fresh Postfix, sink discarding, blast.py, wait until all are delivered.

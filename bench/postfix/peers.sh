@@ -23,6 +23,24 @@ bench_install() {
     fi
 }
 
+# CPU seconds (user+sys, clock ticks -> s) of a process group, from /proc
+# (0 for group 0: no process to measure).
+group_cpu() { # PGID
+    python3 - "$1" <<'PY'
+import os, sys
+pg, tck, tot = int(sys.argv[1]), os.sysconf("SC_CLK_TCK"), 0
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(f[2]) == pg:
+            tot += int(f[11]) + int(f[12])
+print(f"{tot / tck:.2f}" if pg else "0")
+PY
+}
+
 # Builds the release binary when it is missing or older than the sources.
 bench_build() {
     if [[ -n ${CONGVU_BIN:-} ]]; then

@@ -121,22 +121,6 @@ pgid_of() {
     n) cat "$W/null-milter/milter.pid" ;; *) echo 0 ;;
     esac
 }
-# CPU seconds (user+sys, clock ticks -> s) of a process group, from /proc.
-group_cpu() { # PGID
-    python3 - "$1" <<'PY'
-import os, sys
-pg, tck, tot = int(sys.argv[1]), os.sysconf("SC_CLK_TCK"), 0
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(f[2]) == pg:
-            tot += int(f[11]) + int(f[12])
-print(f"{tot / tck:.2f}" if pg else "0")
-PY
-}
 
 # Busy and total CPU seconds of the whole machine so far, from /proc/stat.
 machine_cpu() {
