@@ -214,12 +214,9 @@ pub async fn decide(msg: &Message, policy: &Policy, scanner: Option<&Scanner>) -
 fn memory_violation(short: &MemoryShortfall) -> Violation {
     match short {
         MemoryShortfall::Busy { .. } => rules::budget::inspection_over_budget(short),
-        MemoryShortfall::TooLarge { .. } => Violation::new(
-            &rules::attachments::UNINSPECTABLE,
-            format!("message cannot be inspected completely: {short}"),
-        )
-        .with("file", "(message)")
-        .with("limit", short.to_string()),
+        MemoryShortfall::TooLarge { .. } => {
+            rules::attachments::message_uninspectable(&short.to_string())
+        }
     }
 }
 

@@ -315,14 +315,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         message_level.push(v.with("size", size).with("limit", limit_text));
     }
     for problem in &inspection.problems {
-        message_level.push(
-            Violation::new(
-                &UNINSPECTABLE,
-                format!("message cannot be inspected completely: {problem}"),
-            )
-            .with("file", "(message)")
-            .with("limit", problem.clone()),
-        );
+        message_level.push(message_uninspectable(problem));
     }
 
     per_file.extend(message_level);
@@ -368,6 +361,16 @@ impl<'a> ReportedPaths<'a> {
             hasher.finish()
         })
     }
+}
+
+/// The message as a whole could not be inspected: `problem` names the limit.
+pub fn message_uninspectable(problem: &str) -> Violation {
+    Violation::new(
+        &UNINSPECTABLE,
+        format!("message cannot be inspected completely: {problem}"),
+    )
+    .with("file", "(message)")
+    .with("limit", problem)
 }
 
 fn exec_kind(k: ExecKind) -> &'static str {
