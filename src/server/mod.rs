@@ -283,6 +283,14 @@ async fn serve(
     loaded: LoadedPolicy,
     budget: Arc<MemoryBudget>,
 ) -> anyhow::Result<()> {
+    // Before anything listens: a SIGHUP (`systemctl reload`) or SIGTERM that comes
+    // as soon as the socket answers must find its handler, not the default action,
+    // which ends the process.
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let milter = loaded.policy.milter.clone();
     let mut listeners = Vec::new();
     for text in &milter.listen {
@@ -359,11 +367,6 @@ async fn serve(
         });
     }
 
-    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
