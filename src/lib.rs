@@ -12,6 +12,7 @@
 pub mod address;
 pub mod heap;
 pub mod inspect;
+pub mod manpages;
 pub mod message;
 pub mod metrics;
 pub mod milter;

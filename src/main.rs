@@ -1,20 +1,23 @@
 //! The `congvu-milter` command: `serve` runs the daemon, `check-config` checks a
-//! policy file offline, `scan` runs the daemon's pipeline on .eml files.
+//! policy file offline, `scan` runs the daemon's pipeline on .eml files, `man`
+//! writes the manual pages. Every subcommand reads
+//! /etc/congvu-milter/congvu-milter.toml unless `--config` names another file.
 //!
-//! Exit codes: 0 success (for `scan`: every message accepted); 1 a policy with
-//! errors (`check-config`, `serve`) or, for `scan`, at least one message that
-//! would not be accepted as is; 2 bad usage or a file that cannot be read;
-//! 3 the daemon failed at run time (a socket it cannot bind, ...).
+//! Exit codes (also in congvu-milter(8), src/manpages.rs): 0 success (for `scan`:
+//! every message accepted); 1 a policy with errors (`check-config`, `serve`) or,
+//! for `scan`, at least one message that would not be accepted as is; 2 bad usage
+//! or a file that cannot be read; 3 the daemon failed at run time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 
 use congvu_milter::heap::CountingAllocator;
+use congvu_milter::manpages::DEFAULT_CONFIG;
 use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
-use congvu_milter::{offline, server};
+use congvu_milter::{manpages, offline, server};
 
 /// mimalloc gives memory back to the system after a burst of large messages
 /// (glibc's malloc kept it in per-thread arenas), wrapped in a counter of heap
@@ -55,7 +58,7 @@ enum LogFormatArg {
 enum Command {
     /// Run the milter daemon.
     Serve {
-        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Overrides `[log] format` of the policy.
         #[arg(long, value_enum)]
@@ -63,18 +66,22 @@ enum Command {
     },
     /// Check a policy file and report every problem with file, line and key.
     CheckConfig {
-        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Judge .eml files with the daemon's pipeline and print each verdict.
     Scan {
-        #[arg(long, short, default_value = "/etc/congvu-milter/congvu-milter.toml")]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(flatten)]
         options: offline::ScanOptions,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write the manual pages (congvu-milter(8), one per subcommand, and
+    /// congvu-milter.toml(5)) into a directory.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +128,18 @@ fn main() -> ExitCode {
             };
             offline::run(&loaded, &options, &files)
         }
+        Command::Man { dir } => match manpages::write_all(Cli::command(), &dir) {
+            Ok(pages) => {
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("congvu-milter man: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -55,6 +55,23 @@ pub struct Connection {
     pub macros: Macros,
 }
 
+impl Connection {
+    /// The SMTP client as log lines name it: its IP address from CONNECT, else
+    /// Postfix's `{client_addr}` macro, else the host name Postfix reported
+    /// (`localhost` for mail from sendmail(1)); made safe for one log line.
+    pub fn client(&self) -> String {
+        if let Some(addr) = self.addr {
+            return addr.to_string();
+        }
+        let name = self
+            .macros
+            .get("client_addr")
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&self.hostname);
+        crate::inspect::names::display_name(name, usize::MAX)
+    }
+}
+
 /// The SMTP envelope of one message.
 #[derive(Debug, Clone, Default)]
 pub struct Envelope {

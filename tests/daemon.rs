@@ -87,6 +87,9 @@ async fn ordinary_mail_is_accepted_and_logged_with_its_queue_id() {
     assert!(line.contains("sender=<a@example.org>"), "{line}");
     assert!(line.contains("recipients=b@bacgiang.gov.vn"), "{line}");
     assert!(line.contains("client=192.0.2.7"), "{line}");
+    // Started with a soft limit of 256 below the hard one; the daemon raised it.
+    let (soft, hard) = daemon.open_files_limit();
+    assert_eq!(soft, hard, "the soft open-files limit was not raised");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -79,10 +79,31 @@ fn ordinary_mail_is_delivered_unchanged_with_a_clean_status() {
         vec!["ClamAV using congvu-milter".to_string()]
     );
     let qid = out.queue_id().expect("Postfix queue id");
-    assert!(
-        bed.daemon.log().contains(&format!("{qid}: accept")),
-        "the verdict line carries Postfix's queue id {qid}:\n{}",
-        bed.daemon.log()
+    // The verdict line: a timestamp (no journal here), then the queue id first,
+    // with the SMTP client's address (the test bed's client is on loopback), and
+    // the milter connection only at the end.
+    let log = bed.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{qid}: accept")))
+        .unwrap_or_else(|| panic!("no verdict line for {qid}:\n{log}"));
+    let (stamp, rest) = line.split_once(' ').expect("timestamp");
+    assert!(stamp.ends_with('Z'), "an RFC 3339 timestamp first: {line}");
+    assert!(rest.starts_with(&format!("{qid}: accept ")), "{line}");
+    assert!(rest.contains(" client=127.0.0.1 "), "{line}");
+    assert!(!rest.contains("peer="), "{line}");
+    assert!(rest.contains(" conn="), "{line}");
+
+    // Without attachments, scan = "attachments" gives clamd nothing to see.
+    let plain = crlf(
+        "From: sender@example.org\nTo: user@bacgiang.gov.vn\nSubject: hop\nX-Virus-Status: Clean\n\nHop luc 9 gio.\n",
+    );
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &plain);
+    assert!(out.accepted(), "{}", out.text());
+    let got = bed.postfix.wait_delivered(2, WAIT);
+    assert_eq!(
+        common::header_values(&got[1], "X-Virus-Status"),
+        vec!["No attachments".to_string()]
     );
 }
 

@@ -310,7 +310,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Filter,
 {
-    let span = tracing::info_span!("milter", conn = conn_id, peer = %peer);
+    // `mta` is the MTA's connection to the filter (its TCP address, or the unix
+    // socket it came in on); `client` the SMTP client, once CONNECT names it.
+    let span = tracing::info_span!(
+        "milter",
+        conn = conn_id,
+        mta = %peer,
+        client = tracing::field::Empty
+    );
     async move {
         let framed = Framed::new(stream, MilterCodec::new(config.max_frame_size));
         let mut session = Session {
@@ -658,6 +665,7 @@ where
             Family::Inet6(ip, port) => (Some(ip.into()), port),
             Family::Unix(_) | Family::Unknown => (None, 0),
         };
+        tracing::Span::current().record("client", tracing::field::display(conn.client()));
         self.connected = true;
         let reply = match self.filter.connect(&self.conn) {
             None => Reply::Continue,

@@ -105,8 +105,10 @@ pub fn evaluate(outcome: &ScanOutcome, policy: &Policy) -> Vec<Violation> {
 /// Header edits for a delivered message: first every incoming `X-Virus-*` header
 /// (and the configured scanned/status names) is deleted, so a sender cannot
 /// forge a clean status; then `X-Virus-Scanned: ClamAV using congvu-milter` and
-/// `X-Virus-Status: Clean | Infected (Signature) | Unscanned` are appended.
-/// `Clean` only when every part was scanned and found clean.
+/// `X-Virus-Status: Clean | No attachments | Infected (Signature) | Unscanned`
+/// are appended. `Clean` only when clamd scanned something and every part was
+/// scanned and found clean; `No attachments` when `scan = "attachments"` found
+/// nothing to give clamd (the text of the message is not scanned in that mode).
 ///
 /// The deletes are [`HeaderEdit::delete_all`]'s.
 ///
@@ -140,6 +142,7 @@ pub fn virus_headers(msg: &Message, outcome: &ScanOutcome, policy: &Policy) -> V
 /// The status header's value, as clamav-milter writes it.
 pub fn status_value(outcome: &ScanOutcome) -> String {
     match outcome {
+        ScanOutcome::Clean { parts_scanned: 0 } => "No attachments".to_owned(),
         ScanOutcome::Clean { .. } => "Clean".to_owned(),
         ScanOutcome::Infected { findings, .. } => match findings.first() {
             Some(d) => format!("Infected ({})", header_safe(&d.signature)),
@@ -377,6 +380,12 @@ mod tests {
         assert_eq!(status(&failed()), "Unscanned");
         assert_eq!(status(&size_limit()), "Unscanned");
         assert_eq!(status(&infected()), "Infected (Eicar-Test-Signature)");
+        assert_eq!(status(&ScanOutcome::Clean { parts_scanned: 2 }), "Clean");
+        // scan = "attachments" on a message without attachments: clamd saw nothing.
+        assert_eq!(
+            status(&ScanOutcome::Clean { parts_scanned: 0 }),
+            "No attachments"
+        );
     }
 
     #[test]

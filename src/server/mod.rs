@@ -232,6 +232,13 @@ pub fn run(
     loaded: LoadedPolicy,
     on_thread_idle: Option<fn()>,
 ) -> anyhow::Result<()> {
+    match raise_open_files_limit() {
+        Ok((from, to)) if from < to => {
+            tracing::info!("open files limit raised from {from} to {to} (the hard limit)");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let budget = MemoryBudget::new(loaded.policy.limits.max_buffered_bytes.bytes());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(hook) = on_thread_idle {
@@ -249,6 +256,22 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config_path, loaded, budget))
+}
+
+/// Raises the soft limit of open files to the hard limit, whatever the supervisor
+/// set: every Postfix session is a descriptor, and clamd connections come on
+/// top, so systemd's default soft limit (1024) is too low for `[milter]
+/// max_connections = 512` under load. Raising the soft limit up to the hard one
+/// needs no privilege, so it cannot fail where a unit's `LimitNOFILE=` that asks
+/// for more than the container's hard limit stops the service from starting.
+/// Returns the soft limit before and after.
+pub fn raise_open_files_limit() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard))
 }
 
 /// Whether a thread about to park runs the idle hook: a second after it last

@@ -129,10 +129,7 @@ fn log_line(
             );
         }
     }
-    let client = match msg.connection.addr {
-        Some(a) => a.to_string(),
-        None => for_log(&msg.connection.hostname),
-    };
+    let client = msg.connection.client();
     // A rule that fired on several files is one rule of this message.
     let mut rules: Vec<&str> = Vec::new();
     for r in &verdict.reasons {

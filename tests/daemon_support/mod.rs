@@ -81,16 +81,34 @@ impl Daemon {
     ) -> Daemon {
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_congvu-milter"));
+        command
             .arg("serve")
             .arg("--config")
             .arg(&policy_path)
             .env("RUST_LOG", "congvu_milter=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start congvu-milter");
+            .stderr(log);
+        // Started with a soft open-files limit below the hard one, as systemd's
+        // default (1024:524288) does: the daemon raises it itself
+        // (see `open_files_limit`).
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_max > 256 {
+                    limit.rlim_cur = limit.rlim_cur.min(256);
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("start congvu-milter");
         let mut daemon = Daemon {
             child: Some(child),
             dir,
@@ -153,6 +171,20 @@ impl Daemon {
 
     pub fn policy_path(&self) -> &Path {
         &self.policy_path
+    }
+
+    /// The daemon's open-files limit, soft and hard, from /proc/PID/limits.
+    pub fn open_files_limit(&self) -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+            .expect("/proc/PID/limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("Max open files");
+        let mut fields = line["Max open files".len()..].split_whitespace();
+        let soft = fields.next().expect("soft").to_owned();
+        let hard = fields.next().expect("hard").to_owned();
+        (soft, hard)
     }
 
     fn pid(&self) -> Pid {
