@@ -291,12 +291,12 @@ done
 python3 - "$WORK/milter.log" <<'PY' || true
 import re, sys
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    # "<time>  INFO milter{conn=.. peer=..}: 7AE989B817B: reject queue_id=... client=... reply=\"...\" ..."
-    m = re.search(r"\}: ([0-9A-Za-z]+: (?:accept|reject|tempfail|quarantine|discard|tag)\b.*)", line)
+    # "<time> 7AE989B817B: reject queue_id=... client=... reply=\"...\" ... conn=.. mta=.. client=.."
+    m = re.match(r"\S+ ([0-9A-Za-z]+: (?:accept|reject|tempfail|quarantine|discard|tag)\b.*)", line)
     if not m:
         continue
     text = m.group(1)
-    text = re.sub(r' (queue_id|client|recipients|action|rules|stage)=\S*', "", text)
+    text = re.sub(r' (queue_id|client|recipients|action|rules|stage|conn|mta)=\S*', "", text)
     text = re.sub(r' reply="(?:\\.|[^"\\])*"', "", text)
     if len(text) > 200:
         text = text[:199] + "…"
