@@ -949,42 +949,6 @@ fn postfix_snippets_are_valid_and_consistent() {
     assert_eq!(get(first_dir.path(), "relayhost"), "[127.0.0.1]:10026");
 }
 
-/// The README's Postfix lines, exactly as printed there, applied one by one to a
-/// Postfix configuration with `postconf -e`: each is accepted without a warning,
-/// and every parameter they set ends up as contrib/postfix/main.cf.single sets it
-/// (the snippet is the one source of truth; the README cannot drift from it).
-#[test]
-fn readme_postfix_lines_apply_cleanly_and_match_the_snippet() {
-    let readme = read(&root().join("README.md"));
-    let section = readme
-        .split("## Attaching it to Postfix")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README section \"Attaching it to Postfix\"");
-    let lines: Vec<&str> = section
-        .lines()
-        .filter_map(|l| l.strip_prefix("postconf -e '")?.strip_suffix('\''))
-        .collect();
-    assert!(lines.len() >= 8, "too few postconf lines: {lines:?}");
-    let pasted = postfix_dir("", "");
-    for line in &lines {
-        postconf(pasted.path(), &["-e", line]);
-    }
-    let single = postfix_dir(&read(&contrib("postfix/main.cf.single")), "");
-    for line in &lines {
-        let name = line.split('=').next().expect("name").trim();
-        assert_eq!(
-            postconf(pasted.path(), &["-hx", name]),
-            postconf(single.path(), &["-hx", name]),
-            "README and contrib/postfix/main.cf.single disagree on {name}"
-        );
-    }
-    assert!(
-        section.contains("postfix check"),
-        "the README does not say to check the result"
-    );
-}
-
 /// setup-outbound.sh changes nothing unless told `--apply`: without arguments it
 /// prints its help and exits 2; `--dry-run` lists the postmulti steps.
 #[test]
@@ -1238,6 +1202,61 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         let want = format!("./usr/share/doc/congvu-milter/contrib/{}", rel.display());
         assert!(listing.contains(&want), "{want} not in the package");
     }
+    // The binary is stripped and under 15 MB; its debug information is a
+    // separate file; the man pages and the changelog are installed.
+    for want in [
+        "./usr/share/man/man8/congvu-milter.8.gz",
+        "./usr/share/man/man8/congvu-milter-serve.8.gz",
+        "./usr/share/man/man8/congvu-milter-check-config.8.gz",
+        "./usr/share/man/man8/congvu-milter-scan.8.gz",
+        "./usr/share/man/man5/congvu-milter.toml.5.gz",
+        "./usr/share/doc/congvu-milter/changelog.Debian.gz",
+        "./usr/lib/debug/.build-id/",
+    ] {
+        assert!(
+            listing.contains(want),
+            "{want} not in the package:\n{listing}"
+        );
+    }
+    let unpacked = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(unpacked.path()),
+        "dpkg",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let binary = unpacked.path().join("usr/bin/congvu-milter");
+    let size = std::fs::metadata(&binary).expect("packaged binary").len();
+    assert!(size < 15_000_000, "packaged binary is {size} bytes");
+    let out = run(Command::new("readelf").arg("-SW").arg(&binary), "binutils");
+    let sections = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "readelf: {}", text(&out));
+    for section in [".symtab", ".debug_info", ".debug_line"] {
+        assert!(
+            !sections.contains(section),
+            "the packaged binary keeps {section}:\n{sections}"
+        );
+    }
+    // The policy page documents every table of the shipped policy.
+    let out = run(
+        Command::new("sh").arg("-c").arg(format!(
+            "gzip -dc {}/usr/share/man/man5/congvu-milter.toml.5.gz",
+            unpacked.path().display()
+        )),
+        "gzip",
+    );
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+    for table in shipped_policy().keys() {
+        if shipped_policy()[table].is_table() {
+            assert!(
+                page.contains(&format!("[{table}")),
+                "congvu-milter.toml(5) lacks [{table}]"
+            );
+        }
+    }
+
     let out = run(Command::new("dpkg-deb").arg("-I").arg(&deb), "dpkg");
     let info = String::from_utf8_lossy(&out.stdout).into_owned();
     for field in ["Section: mail", "Priority: optional", "adduser"] {
@@ -1379,12 +1398,35 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     dpkg_install();
     assert_eq!(read(conf), with_tcp, "dpkg -i replaced an edited policy");
 
-    // The installed daemon, as its user, creates its socket there for Postfix.
-    serve_as_user_on_chroot_socket(postfix_gid);
+    // The installed daemon, as its user, creates its socket there for Postfix;
+    // it is left running, as under a supervisor other than systemd.
+    let (mut daemon, daemon_log, _daemon_dir) = serve_as_user_on_chroot_socket(postfix_gid);
 
-    // Remove and purge.
+    // Remove and purge: prerm stops the daemon, also without systemd.
     let out = run(Command::new("dpkg").args(["--purge", PKG]), "dpkg");
+    let stopped = (0..200).find_map(|_| {
+        let status = daemon.try_wait().expect("try_wait");
+        if status.is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        status
+    });
+    if stopped.is_none() {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
     assert!(out.status.success(), "dpkg --purge:\n{}", text(&out));
+    let stopped = stopped.unwrap_or_else(|| {
+        panic!(
+            "the daemon still ran 10 s after dpkg --purge:\n{}",
+            text(&out)
+        )
+    });
+    assert!(
+        stopped.success(),
+        "the daemon did not stop cleanly ({stopped}) on purge:\n{}",
+        read(&daemon_log)
+    );
     for gone in [
         "/usr/bin/congvu-milter",
         "/etc/congvu-milter",
@@ -1405,10 +1447,14 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     }
 }
 
-/// Runs /usr/bin/congvu-milter as congvu-milter (setpriv, with its groups) on
+/// Runs /usr/bin/congvu-milter as congvu-milter (setpriv, with its groups, as
+/// the README shows for supervisors other than systemd) on
 /// unix:/var/spool/postfix/congvu-milter/milter.sock with socket_group postfix and
-/// checks the socket: group postfix, mode 0660. Then SIGTERM.
-fn serve_as_user_on_chroot_socket(postfix_gid: u32) {
+/// checks the socket: group postfix, mode 0660. Returns the running daemon, its
+/// log and the directory holding both.
+fn serve_as_user_on_chroot_socket(
+    postfix_gid: u32,
+) -> (std::process::Child, PathBuf, tempfile::TempDir) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -1463,14 +1509,13 @@ fn serve_as_user_on_chroot_socket(postfix_gid: u32) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let status = child.wait().expect("wait");
+    if meta.gid() != postfix_gid || meta.permissions().mode() & 0o777 != 0o660 {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert_eq!(meta.gid(), postfix_gid, "socket group:\n{}", read(&log));
     assert_eq!(meta.permissions().mode() & 0o777, 0o660, "socket mode");
-    assert!(status.success(), "SIGTERM exit {status}:\n{}", read(&log));
+    (child, log, dir)
 }
 
 fn run_spawn(cmd: &mut Command) -> std::process::Child {

@@ -13,6 +13,7 @@
 mod common;
 mod daemon_support;
 
+mod admin_path;
 mod clamd_scan;
 mod daemon;
 mod e2e_forwarding;

@@ -311,13 +311,8 @@ where
     F: Filter,
 {
     // `mta` is the MTA's connection to the filter (its TCP address, or the unix
-    // socket it came in on); `client` the SMTP client, once CONNECT names it.
-    let span = tracing::info_span!(
-        "milter",
-        conn = conn_id,
-        mta = %peer,
-        client = tracing::field::Empty
-    );
+    // socket it came in on); the SMTP client is in the verdict line's `client`.
+    let span = tracing::info_span!("milter", conn = conn_id, mta = %peer);
     async move {
         let framed = Framed::new(stream, MilterCodec::new(config.max_frame_size));
         let mut session = Session {
@@ -665,7 +660,6 @@ where
             Family::Inet6(ip, port) => (Some(ip.into()), port),
             Family::Unix(_) | Family::Unknown => (None, 0),
         };
-        tracing::Span::current().record("client", tracing::field::display(conn.client()));
         self.connected = true;
         let reply = match self.filter.connect(&self.conn) {
             None => Reply::Continue,

@@ -104,26 +104,46 @@ mod tests {
         }
     }
 
-    /// The README's "What it enforces" table lists exactly the configurable rules,
-    /// in the registry's order, with their articles and default replies' codes;
-    /// the text after it names every internal outcome.
+    /// The README's "What it enforces" section has two tables: the first lists
+    /// exactly the configurable rules, in the registry's order, with their
+    /// articles and default replies' codes; the second the internal outcomes,
+    /// with their articles and default answers.
     #[test]
-    fn readme_rule_table_matches_the_registry() {
+    fn readme_rule_tables_match_the_registry() {
         let readme = include_str!("../../README.md");
         let section = readme
             .split("## What it enforces")
             .nth(1)
+            .and_then(|s| s.split("\n## ").next())
             .expect("README has a \"What it enforces\" section");
-        let mut rows = Vec::new();
-        for line in section.lines().skip_while(|l| !l.starts_with('|')) {
+        // The cells of each table's rows whose first cell is a `name`, table by table.
+        let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
+        let mut in_table = false;
+        for line in section.lines() {
             if !line.starts_with('|') {
-                break;
+                in_table = false;
+                continue;
             }
-            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            if !in_table {
+                tables.push(Vec::new());
+                in_table = true;
+            }
+            let cells: Vec<String> = line
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect();
             if let Some(name) = cells[0].strip_prefix('`').and_then(|c| c.strip_suffix('`')) {
-                rows.push((name.to_owned(), cells[1].to_owned(), cells[3].to_owned()));
+                let mut row = cells.clone();
+                row[0] = name.to_owned();
+                tables.last_mut().expect("table").push(row);
             }
         }
+        assert_eq!(tables.len(), 2, "two tables: {tables:?}");
+        let rows: Vec<(String, String, String)> = tables[0]
+            .iter()
+            .map(|c| (c[0].clone(), c[1].clone(), c[3].clone()))
+            .collect();
         let expected: Vec<(String, String, String)> = configurable_rules()
             .map(|r| {
                 (
@@ -134,13 +154,38 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, expected);
-        // The internal outcomes are named in the text after the table.
-        for rule in all_rules().filter(|r| r.internal()) {
-            assert!(
-                section.contains(&format!("`{}`", rule.name)),
-                "README does not name the internal outcome {}",
-                rule.name
-            );
-        }
+        // The answer column starts with the default answer: "451 4.7.1 (...)",
+        // "552 5.3.4, always".
+        let outcomes: Vec<(String, String, String)> = tables[1]
+            .iter()
+            .map(|c| {
+                let answer = c.last().expect("answer");
+                let code = answer
+                    .split([' ', ','])
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (c[0].clone(), c[1].clone(), code)
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = all_rules()
+            .filter(|r| r.internal())
+            .map(|r| {
+                let answer = if r.default_action == RuleAction::Tempfail {
+                    "451 4.7.1".to_owned()
+                } else {
+                    format!("{} {}", r.code, r.enhanced)
+                };
+                (r.name.to_owned(), r.article.to_owned(), answer)
+            })
+            .collect();
+        let mut sorted_outcomes = outcomes.clone();
+        let mut sorted_expected = expected.clone();
+        sorted_outcomes.sort();
+        sorted_expected.sort();
+        assert_eq!(
+            sorted_outcomes, sorted_expected,
+            "the README's table of internal outcomes"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Text lines are `[TIME ][LEVEL ]MESSAGE FIELDS SPAN-FIELDS`: the level only when
 //! it is not INFO, the message first so that it is what a reader sees first, and
-//! the connection (`conn=`, `mta=`, `client=`) last. Under systemd's journal
+//! the milter connection (`conn=`, `mta=`) last. Under systemd's journal
 //! (`JOURNAL_STREAM` set) the journal stamps the time itself, and the level goes
 //! in as a `<N>` syslog prefix, so `journalctl -p warning` selects warnings.
 

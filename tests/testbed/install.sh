@@ -63,6 +63,7 @@ PACKAGES_AND_FILES=(
     "systemd /usr/bin/systemd-analyze"                # checks the shipped unit
     "dpkg /usr/bin/dpkg-deb"                          # the .deb's contents
     "adduser /usr/sbin/adduser"                       # the .deb's maintainer scripts
+    "binutils /usr/bin/strip /usr/bin/objcopy /usr/bin/readelf" # cargo-deb strips, splits debug info
     "init-system-helpers /usr/sbin/update-rc.d"
 )
 BENCH_PACKAGES_AND_FILES=(
