@@ -537,3 +537,61 @@ async fn several_listeners_serve_at_once() {
         "{log}"
     );
 }
+
+/// Under systemd's journal (`JOURNAL_STREAM` set) the daemon leaves the time to
+/// the journal and marks each line with its syslog priority (`<4>` warning,
+/// `<6>` info), so `journalctl -p warning` selects warnings; elsewhere each line
+/// starts with its time.
+#[test]
+fn log_lines_follow_the_journal_when_there_is_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.toml");
+    // max_message_size too small for its attachments: a warning at start.
+    std::fs::write(
+        &policy,
+        format!(
+            "[milter]\nlisten = [\"inet:127.0.0.1:{}\"]\n[metrics]\nlisten = \"\"\n\
+             [clamav]\nenabled = false\n\
+             [limits]\nmax_message_size = \"1 MiB\"\nmax_attachments_size = \"600 KiB\"\n",
+            daemon_support::free_port()
+        ),
+    )
+    .expect("policy");
+    let first_lines = |journal: bool| -> Vec<String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_congvu-milter"));
+        cmd.args(["serve", "--config"])
+            .arg(&policy)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if journal {
+            cmd.env("JOURNAL_STREAM", "8:12345");
+        } else {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
+        let mut child = cmd.spawn().expect("start congvu-milter");
+        let mut lines = Vec::new();
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        while lines.len() < 2 {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).expect("read") == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        lines
+    };
+    let journal = first_lines(true);
+    assert!(journal[0].starts_with("<4>WARN "), "{journal:?}");
+    assert!(journal[1].starts_with("<6>listening "), "{journal:?}");
+    let plain = first_lines(false);
+    let (stamp, rest) = plain[1].split_once(' ').expect("time first");
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{plain:?}");
+    assert!(rest.starts_with("listening "), "{plain:?}");
+    assert!(plain[0].contains(" WARN "), "{plain:?}");
+}

@@ -15,6 +15,8 @@
 
 use std::io::IsTerminal;
 
+use std::fmt::Write as _;
+
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -84,18 +86,22 @@ where
         if level != Level::INFO {
             write!(writer, "{level} ")?;
         }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        let mut line = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut line), event)?;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>()
                     && !fields.is_empty()
                 {
-                    write!(writer, " {fields}")?;
+                    write!(line, " {fields}")?;
                 }
             }
         }
-        writeln!(writer)
+        // One event, one line: a message that spans lines (a policy's errors)
+        // would otherwise continue without its time or priority.
+        writeln!(writer, "{}", line.replace('\n', " | "))
     }
 }
 
