@@ -1394,15 +1394,17 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         with_tcp,
         "postinst did not put the listen line back"
     );
+    // The installed daemon, as its user, creates its socket there for Postfix;
+    // it is left running, as under a supervisor other than systemd, across the
+    // upgrade below (it then runs the replaced binary) until the purge.
+    let (mut daemon, daemon_log, _daemon_dir) = serve_as_user_on_chroot_socket(postfix_gid);
+
     // A real upgrade over an edited policy keeps it too (dpkg's conffile rule).
     dpkg_install();
     assert_eq!(read(conf), with_tcp, "dpkg -i replaced an edited policy");
 
-    // The installed daemon, as its user, creates its socket there for Postfix;
-    // it is left running, as under a supervisor other than systemd.
-    let (mut daemon, daemon_log, _daemon_dir) = serve_as_user_on_chroot_socket(postfix_gid);
-
-    // Remove and purge: prerm stops the daemon, also without systemd.
+    // Remove and purge: prerm stops the daemon, also without systemd and
+    // although its binary was replaced.
     let out = run(Command::new("dpkg").args(["--purge", PKG]), "dpkg");
     let stopped = (0..200).find_map(|_| {
         let status = daemon.try_wait().expect("try_wait");
