@@ -15,7 +15,7 @@ use crate::common;
 use crate::common::clamd::{Clamd, ClamdOptions};
 use crate::common::mail::crlf;
 use crate::common::postfix::{Postfix, PostfixOptions};
-use crate::common::rspamd::Rspamd;
+use crate::common::rspamd::{self, Rspamd};
 use crate::daemon_support::Daemon;
 
 const SENDER: &str = "sender@example.org";
@@ -129,6 +129,30 @@ fn message(subject: &str, body: &str) -> Vec<u8> {
 
 fn header(message: &[u8], name: &str) -> Option<String> {
     common::header_values(message, name).into_iter().next()
+}
+
+#[test]
+fn local_d_files_pass_rspamadm_configtest_and_a_broken_one_does_not() {
+    let local_d = repo("contrib/rspamd/local.d");
+    let (ok, out) = rspamd::configtest(&local_d);
+    assert!(
+        ok,
+        "rspamadm configtest with contrib/rspamd/local.d:\n{out}"
+    );
+
+    // The same files with one broken: rspamadm must be reading them.
+    let broken = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(&local_d).expect("read contrib/rspamd/local.d") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), broken.path().join(entry.file_name())).expect("copy");
+    }
+    let actions = broken.path().join("actions.conf");
+    let mut text = std::fs::read_to_string(&actions).expect("read actions.conf");
+    text.push_str("reject = ;\n");
+    std::fs::write(&actions, text).expect("write actions.conf");
+    let (ok, out) = rspamd::configtest(broken.path());
+    assert!(!ok, "configtest passed a broken actions.conf:\n{out}");
+    assert!(out.contains("actions.conf"), "{out}");
 }
 
 #[test]

@@ -282,6 +282,40 @@ impl Drop for Rspamd {
     }
 }
 
+/// `rspamadm configtest` (the check the README has the admin run) of Debian's
+/// rspamd.conf with `local_d`'s files as its `local.d`: whether it said
+/// `syntax OK`, and its output.
+pub fn configtest(local_d: &Path) -> (bool, String) {
+    let rspamadm = require_binary("rspamadm");
+    let dir = temp_dir("congvu-rspamadm-");
+    let etc = dir.path().join("etc");
+    for d in ["local.d", "override.d"] {
+        fs::create_dir_all(etc.join(d)).expect("test bed: mkdir");
+    }
+    copy_dir_files(local_d, &etc.join("local.d")).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(
+        etc.join("override.d/options.inc"),
+        format!("hs_cache_dir = \"{HS_CACHE_DIR}/\";\n"),
+    )
+    .expect("test bed: write override.d/options.inc");
+    let out = std::process::Command::new(&rspamadm)
+        .arg(format!("--var=LOCAL_CONFDIR={}", etc.display()))
+        .arg(format!("--var=DBDIR={}", dir.path().display()))
+        .args(["configtest", "-c", "/etc/rspamd/rspamd.conf"])
+        .output()
+        .unwrap_or_else(|e| panic!("test bed: run {}: {e} — {INSTALL_HINT}", rspamadm.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    finish_dir(dir);
+    (
+        out.status.success() && text.lines().any(|l| l == "syntax OK"),
+        text,
+    )
+}
+
 /// uid and gid of `_rspamd`, or a panic naming the package.
 fn rspamd_ids() -> (nix::unistd::Uid, nix::unistd::Gid) {
     let user = nix::unistd::User::from_name(RSPAMD_USER)

@@ -56,7 +56,7 @@ PACKAGES_AND_FILES=(
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "ca-certificates"
     "prometheus /usr/bin/promtool" # checks /metrics output and the alert rules
-    "rspamd /usr/bin/rspamd /etc/rspamd/rspamd.conf" # the spam filter chained after the milter (contrib/rspamd)
+    "rspamd /usr/bin/rspamd /usr/bin/rspamadm /etc/rspamd/rspamd.conf" # the spam filter chained after the milter (contrib/rspamd)
     "procps /bin/ps /usr/bin/pgrep /usr/bin/pkill"
     "iproute2 /bin/ss"                                # who holds a port, in error messages
     "coreutils /usr/bin/timeout /usr/bin/nproc"
