@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common;
 use crate::common::clamd::{Clamd, ClamdOptions, eicar};
+use crate::common::metric_value as value;
 use crate::common::postfix::{Postfix, PostfixOptions};
 use crate::daemon_support::Daemon;
 
@@ -24,18 +25,6 @@ fn fixture(rel: &str) -> Vec<u8> {
 
 fn attach(name: &str, data: &[u8]) -> Vec<u8> {
     common::mail::with_attachment(SENDER, RCPT, name, "application/octet-stream", data)
-}
-
-/// The value of one series in Prometheus text output (0 when absent).
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]

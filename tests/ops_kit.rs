@@ -1192,7 +1192,7 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     assert!(out.status.success(), "{}", text(&out));
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut kit = vec![contrib("README.md")];
-    for sub in ["postfix", "systemd", "prometheus", "grafana"] {
+    for sub in ["postfix", "systemd", "prometheus", "grafana", "rspamd"] {
         kit.extend(walk(&contrib(sub)));
     }
     for f in kit {

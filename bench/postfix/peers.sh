@@ -12,7 +12,7 @@ source "$LAB/lib.sh"
 
 BIN=${CONGVU_BIN:-$REPO/target/release/congvu-milter}
 
-# The test bed packages and the benchmarks' own (rspamd, perf, curl):
+# The test bed packages (rspamd among them) and the benchmarks' own (perf, curl):
 # tests/testbed/install.sh --bench, which also keeps the system rspamd stopped.
 bench_install() {
     local log=${BENCH_WORK:-/tmp}/install.log

@@ -1,6 +1,7 @@
 //! Test bed shared by the integration tests: a private Postfix instance
 //! ([`postfix::Postfix`]) relaying to an in-process SMTP sink, a private
-//! clamd ([`clamd::Clamd`]) with a tiny self-built signature database, and a
+//! clamd ([`clamd::Clamd`]) with a tiny self-built signature database, a
+//! private rspamd ([`rspamd::Rspamd`]) with contrib/rspamd's settings, and a
 //! small SMTP client ([`smtp`]). Everything listens on 127.0.0.1 only and
 //! lives in its own directory under /tmp, so tests can run concurrently.
 //!
@@ -16,6 +17,7 @@
 pub mod clamd;
 pub mod mail;
 pub mod postfix;
+pub mod rspamd;
 pub mod smtp;
 
 pub use clamd::{Clamd, ClamdOptions};
@@ -330,6 +332,16 @@ fn group_has_live_process(pgid: i32) -> bool {
                     .any(|t| fields(&t.path().join("stat")).is_some_and(|(s, _)| running(&s)))
             })
         })
+}
+
+/// The value of one series (`name{labels}` exactly as exported) in Prometheus
+/// text output; 0 when the series is absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Bytes after the header/body separator (the first empty line), or the

@@ -5,7 +5,7 @@
 # is already installed it does not touch apt at all (fast path).
 #
 #   bash tests/testbed/install.sh            what tests/run.sh and the demo need
-#   bash tests/testbed/install.sh --bench    also rspamd, perf, valgrind, curl and libmilter-dev (bench/)
+#   bash tests/testbed/install.sh --bench    also perf, valgrind, curl and libmilter-dev (bench/)
 #
 # Every binary those scripts call is listed below beside the package that ships
 # it, and after installing, dpkg is asked who owns each file: a binary that is
@@ -56,6 +56,7 @@ PACKAGES_AND_FILES=(
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "ca-certificates"
     "prometheus /usr/bin/promtool" # checks /metrics output and the alert rules
+    "rspamd /usr/bin/rspamd /usr/bin/rspamadm /etc/rspamd/rspamd.conf" # the spam filter chained after the milter (contrib/rspamd)
     "procps /bin/ps /usr/bin/pgrep /usr/bin/pkill"
     "iproute2 /bin/ss"                                # who holds a port, in error messages
     "coreutils /usr/bin/timeout /usr/bin/nproc"
@@ -67,17 +68,15 @@ PACKAGES_AND_FILES=(
     "init-system-helpers /usr/sbin/update-rc.d"
 )
 BENCH_PACKAGES_AND_FILES=(
-    "rspamd /usr/bin/rspamd" # the peer spam filter
     "linux-perf"             # bench/milter-alone.sh PROFILE=perf (/usr/bin/perf is a dpkg diversion)
     "valgrind /usr/bin/valgrind /usr/bin/callgrind_annotate" # bench/milter-alone.sh PROFILE=callgrind
     "curl /usr/bin/curl"     # reads /metrics during the soak
     "libmilter-dev /usr/include/libmilter/mfapi.h" # bench/postfix/null-libmilter.c (gcc ... -lmilter)
 )
 # System services shipped by the packages above.
-SERVICES=(clamav-freshclam clamav-daemon clamav-milter postfix prometheus)
+SERVICES=(clamav-freshclam clamav-daemon clamav-milter postfix prometheus rspamd)
 if ((bench)); then
     PACKAGES_AND_FILES+=("${BENCH_PACKAGES_AND_FILES[@]}")
-    SERVICES+=(rspamd)
 fi
 
 PACKAGES=()
