@@ -8,11 +8,16 @@
 //! TNEF) and collects the facts into an [`Inspection`].
 
 pub mod archive;
+pub mod binhex;
 pub mod budget;
+pub mod carrier;
 pub mod file;
 pub mod filetype;
+pub mod html;
 pub mod mime;
 pub mod names;
+pub mod pdf;
+pub mod rtf;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
@@ -50,6 +55,9 @@ pub enum ExecKind {
     JavaClass,
     /// A script that starts with `#!`.
     Script,
+    /// Microsoft Compiled HTML Help (`ITSF`): Windows opens it with hh.exe, and
+    /// its pages run scripts and ActiveX with the user's rights.
+    Chm,
 }
 
 /// Archive formats the filter knows.

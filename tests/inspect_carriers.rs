@@ -1,0 +1,221 @@
+//! Files that carry files (fixtures/carriers, made by make-carriers.sh with
+//! qpdf, macutils' binhex and Python, and copied from Debian's
+//! clamav-testfiles): what they carry is inspected like an archive entry, so an
+//! executable inside is found by policy alone, without clamd.
+
+use std::path::PathBuf;
+
+use congvu_milter::inspect::{ExecKind, FileFacts, FileKind};
+use congvu_milter::policy::LimitsSection;
+
+use crate::inspect_archives::{assert_clean, inspect_with, path};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/carriers")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn inspect(name: &str) -> Vec<FileFacts> {
+    inspect_with(name, &fixture(name), &LimitsSection::default())
+}
+
+/// The paths of the executables found, by content.
+fn executables(facts: &[FileFacts]) -> Vec<Vec<String>> {
+    facts
+        .iter()
+        .filter(|f| matches!(f.kind, FileKind::Executable(_)))
+        .map(|f| f.path.clone())
+        .collect()
+}
+
+// --- PDF ---
+
+#[test]
+fn pdf_attachment_is_inspected_with_its_name() {
+    let facts = inspect("exe-in.pdf");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].name.as_deref(), Some("setup.exe"));
+    assert_eq!(facts[1].kind, FileKind::Executable(ExecKind::Pe));
+    assert_eq!(facts[1].size, 544);
+    assert_eq!(facts[0].uninspectable, None);
+}
+
+#[test]
+fn pdf_attachment_named_in_an_object_stream() {
+    let facts = inspect("exe-in-objstm.pdf");
+    assert_eq!(
+        executables(&facts),
+        [path(&["exe-in-objstm.pdf", "setup.exe"])]
+    );
+}
+
+#[test]
+fn pdf_attachment_found_by_content_under_a_text_name() {
+    let facts = inspect("renamed-exe-in.pdf");
+    assert_eq!(
+        executables(&facts),
+        [path(&["renamed-exe-in.pdf", "hoadon.txt"])]
+    );
+}
+
+#[test]
+fn clamav_test_pdf_carries_its_exe() {
+    assert_eq!(executables(&inspect("clam.pdf")).len(), 1);
+}
+
+#[test]
+fn pdf_with_a_text_attachment_passes() {
+    let facts = inspect("plain-in.pdf");
+    assert_eq!(facts.len(), 2);
+    assert_eq!(facts[1].name.as_deref(), Some("baocao.txt"));
+    assert_clean(&facts);
+}
+
+#[test]
+fn pdf_with_many_attachments_stays_in_the_entry_budget() {
+    let facts = inspect("many-in.pdf");
+    assert_eq!(facts.len(), 301);
+    assert_clean(&facts);
+    let limits = LimitsSection {
+        max_archive_entries: 100,
+        ..LimitsSection::default()
+    };
+    let facts = inspect_with("many-in.pdf", &fixture("many-in.pdf"), &limits);
+    assert_eq!(facts.len(), 101);
+    let reason = facts[0].uninspectable.as_deref().unwrap();
+    assert!(reason.contains("max_archive_entries"), "{reason}");
+}
+
+#[test]
+fn truncated_pdf_is_uninspectable_not_passed() {
+    let facts = inspect("truncated-exe-in.pdf");
+    let reason = facts[0].uninspectable.as_deref();
+    assert!(reason.is_some_and(|r| r.contains("PDF")), "{facts:#?}");
+}
+
+// --- CHM ---
+
+#[test]
+fn chm_is_executable_content() {
+    let facts = inspect("clam.chm");
+    assert_eq!(facts[0].kind, FileKind::Executable(ExecKind::Chm));
+    // Under another name too.
+    let facts = inspect_with("help.txt", &fixture("clam.chm"), &LimitsSection::default());
+    assert_eq!(facts[0].kind, FileKind::Executable(ExecKind::Chm));
+    // "ITSF" alone, or text that starts so, is not.
+    let facts = inspect_with("a.txt", b"ITSF is an acronym", &LimitsSection::default());
+    assert!(!matches!(facts[0].kind, FileKind::Executable(_)));
+}
+
+// --- RTF ---
+
+#[test]
+fn rtf_package_object_is_inspected_with_its_name() {
+    let facts = inspect("exe-in.rtf");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].name.as_deref(), Some("setup.exe"));
+    assert_eq!(facts[1].kind, FileKind::Executable(ExecKind::Pe));
+    assert_eq!(facts[1].size, 544);
+}
+
+#[test]
+fn rtf_package_found_by_content_under_a_text_name() {
+    let facts = inspect("renamed-exe-in.rtf");
+    assert_eq!(
+        executables(&facts),
+        [path(&["renamed-exe-in.rtf", "hoadon.txt"])]
+    );
+}
+
+#[test]
+fn clamav_test_rtf_carries_its_exe() {
+    assert_eq!(executables(&inspect("clam.exe.rtf")).len(), 1);
+}
+
+#[test]
+fn rtf_with_a_text_package_passes() {
+    let facts = inspect("plain-in.rtf");
+    assert_eq!(facts.len(), 2);
+    assert_eq!(facts[1].name.as_deref(), Some("baocao.txt"));
+    assert_clean(&facts);
+}
+
+#[test]
+fn truncated_rtf_object_is_uninspectable_not_passed() {
+    let facts = inspect("truncated-exe-in.rtf");
+    let reason = facts[0].uninspectable.as_deref();
+    assert!(
+        reason.is_some_and(|r| r.contains("cut short")),
+        "{facts:#?}"
+    );
+}
+
+// --- HTML ---
+
+#[test]
+fn data_uri_download_is_inspected_with_its_name() {
+    let facts = inspect("exe-in-data-uri.html");
+    assert_eq!(
+        executables(&facts),
+        [path(&["exe-in-data-uri.html", "setup.exe"])]
+    );
+}
+
+#[test]
+fn clamav_test_html_carries_its_exe() {
+    assert_eq!(executables(&inspect("clam.exe.html")).len(), 1);
+}
+
+#[test]
+fn smuggled_zip_is_opened() {
+    let facts = inspect("exe-in-smuggling.html");
+    assert_eq!(
+        executables(&facts),
+        [path(&["exe-in-smuggling.html", "hoadon.zip", "setup.exe"])]
+    );
+}
+
+#[test]
+fn html_with_an_inline_image_and_a_text_string_passes() {
+    let facts = inspect("plain-in.html");
+    // The image is a file; the long base64 string decodes to text: ignored.
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].kind, FileKind::Other("image/png".into()));
+    assert_clean(&facts);
+}
+
+// --- BinHex ---
+
+#[test]
+fn binhex_data_fork_is_inspected_with_its_name() {
+    let facts = inspect("exe-in.hqx");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].name.as_deref(), Some("setup.exe"));
+    assert_eq!(facts[1].kind, FileKind::Executable(ExecKind::Pe));
+    assert_eq!(facts[1].size, 544);
+}
+
+#[test]
+fn clamav_test_binhex_carries_its_exe() {
+    assert_eq!(executables(&inspect("clam.exe.hqx")).len(), 1);
+}
+
+#[test]
+fn binhex_of_a_text_file_passes() {
+    let facts = inspect("plain-in.hqx");
+    assert_eq!(facts.len(), 2);
+    assert_eq!(facts[1].name.as_deref(), Some("baocao.txt"));
+    assert_clean(&facts);
+}
+
+#[test]
+fn truncated_binhex_is_uninspectable_not_passed() {
+    let facts = inspect("truncated-exe-in.hqx");
+    let reason = facts[0].uninspectable.as_deref();
+    assert!(
+        reason.is_some_and(|r| r.contains("cut short")),
+        "{facts:#?}"
+    );
+}
