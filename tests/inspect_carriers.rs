@@ -5,9 +5,11 @@
 
 use std::path::PathBuf;
 
-use congvu_milter::inspect::{ExecKind, FileFacts, FileKind};
-use congvu_milter::policy::LimitsSection;
+use congvu_milter::inspect::{ExecKind, FileFacts, FileKind, inspect_message};
+use congvu_milter::policy::{LimitsSection, Policy};
+use congvu_milter::rules::attachments::evaluate;
 
+use crate::common::mail::with_attachment;
 use crate::inspect_archives::{assert_clean, inspect_with, path};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -218,4 +220,96 @@ fn truncated_binhex_is_uninspectable_not_passed() {
         reason.is_some_and(|r| r.contains("cut short")),
         "{facts:#?}"
     );
+}
+
+// --- a message saved as a file ---
+
+/// The rules broken by a message carrying `data` as an attachment named
+/// `name` of type `content_type`.
+fn rules_broken(name: &str, content_type: &str, data: &[u8]) -> Vec<String> {
+    let raw = with_attachment(
+        "a@example.org",
+        "b@bacgiang.gov.vn",
+        name,
+        content_type,
+        data,
+    );
+    let inspection = inspect_message(&raw, &LimitsSection::default());
+    evaluate(&inspection, &Policy::default())
+        .into_iter()
+        .map(|v| v.rule.name.to_owned())
+        .collect()
+}
+
+#[test]
+fn message_sent_as_octet_stream_is_inspected_as_a_message() {
+    let raw = with_attachment(
+        "a@example.org",
+        "b@bacgiang.gov.vn",
+        "hoso.dat",
+        "application/octet-stream",
+        &fixture("exe-in.eml"),
+    );
+    let i = inspect_message(&raw, &LimitsSection::default());
+    let exe: Vec<_> = i
+        .files
+        .iter()
+        .filter(|f| matches!(f.kind, FileKind::Executable(_)))
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(exe, [path(&["hoso.dat", "setup.exe"])]);
+    // Declared as text, too.
+    assert_eq!(
+        rules_broken("thu.txt", "text/plain", &fixture("exe-in.eml")),
+        ["executable"]
+    );
+}
+
+#[test]
+fn harmless_message_sent_as_octet_stream_passes() {
+    assert!(
+        rules_broken(
+            "thu.eml",
+            "application/octet-stream",
+            &fixture("plain-in.eml")
+        )
+        .is_empty()
+    );
+}
+
+// --- every carrier, through the rules ---
+
+/// Each fixture attached as octet-stream: `exe-*`, `renamed-exe-*` and `clam*`
+/// break `executable`, `plain-*` and `many-*` break nothing, `truncated-*` are
+/// refused (`uninspectable`, or `executable` when what survived is a program).
+#[test]
+fn every_carrier_fixture_gets_its_verdict_from_the_rules() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/carriers");
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".sh") || name.ends_with(".py") || name.ends_with(".md") {
+            continue;
+        }
+        seen += 1;
+        let rules = rules_broken(
+            &name,
+            "application/octet-stream",
+            &std::fs::read(&file).unwrap(),
+        );
+        let ok = if name.starts_with("plain-") || name.starts_with("many-") {
+            rules.is_empty()
+        } else if name.starts_with("truncated-") {
+            rules.iter().any(|r| r == "uninspectable")
+        } else {
+            rules.iter().any(|r| r == "executable")
+        };
+        if !ok {
+            problems.push(format!("{name}: {rules:?}"));
+        }
+    }
+    assert!(seen >= 20, "fixtures present");
+    assert!(problems.is_empty(), "{problems:#?}");
 }

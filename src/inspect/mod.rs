@@ -18,6 +18,7 @@ pub mod mime;
 pub mod names;
 pub mod pdf;
 pub mod rtf;
+pub mod saved_message;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
