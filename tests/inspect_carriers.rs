@@ -4,10 +4,17 @@
 //! executable inside is found by policy alone, without clamd.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use congvu_milter::inspect::{ExecKind, FileFacts, FileKind, inspect_message};
+use congvu_milter::inspect::archive::{Entry, Opened, Sink};
+use congvu_milter::inspect::budget::Budget;
+use congvu_milter::inspect::filetype::classify;
+use congvu_milter::inspect::{
+    ExecKind, FileFacts, FileKind, binhex, html, inspect_message, pdf, rtf,
+};
 use congvu_milter::policy::{LimitsSection, Policy};
 use congvu_milter::rules::attachments::evaluate;
+use proptest::prelude::*;
 
 use crate::common::mail::with_attachment;
 use crate::inspect_archives::{assert_clean, inspect_with, path};
@@ -312,4 +319,152 @@ fn every_carrier_fixture_gets_its_verdict_from_the_rules() {
     }
     assert!(seen >= 20, "fixtures present");
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+// --- hostile input: no panic, bounded time ---
+
+/// Runs a carrier reader on `data` with a sink that types every file, and
+/// gives what it found out about the carrier.
+fn open_carrier(
+    open: fn(&[u8], &mut Budget, &mut Sink<'_>) -> Opened,
+    data: &[u8],
+    limits: &LimitsSection,
+) -> (Opened, usize) {
+    let mut budget = Budget::new(limits);
+    let mut files = 0;
+    let mut sink = |_: &mut Budget, entry: Entry<'_>| {
+        files += 1;
+        if let Some(bytes) = entry.data {
+            let _ = classify(bytes);
+        }
+    };
+    let opened = open(data, &mut budget, &mut sink);
+    (opened, files)
+}
+
+type Reader = fn(&[u8], &mut Budget, &mut Sink<'_>) -> Opened;
+
+const READERS: &[(&str, Reader)] = &[
+    ("exe-in.pdf", pdf::open),
+    ("exe-in-objstm.pdf", pdf::open),
+    ("clam.pdf", pdf::open),
+    ("exe-in.rtf", rtf::open),
+    ("clam.exe.rtf", rtf::open),
+    ("exe-in-smuggling.html", html::open),
+    ("exe-in-data-uri.html", html::open),
+    ("exe-in.hqx", binhex::open),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Cut anywhere and with bytes changed, every reader returns (the MIME
+    /// walk's catch_unwind is not relied on: the readers are called bare).
+    #[test]
+    fn damaged_carriers_never_panic(
+        which in 0..READERS.len(),
+        cut in 0.0f64..1.0,
+        flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..8),
+    ) {
+        let (name, open) = READERS[which];
+        let mut data = fixture(name);
+        data.truncate((data.len() as f64 * cut) as usize + 1);
+        for (at, byte) in flips {
+            let i = ((data.len() as f64 * at) as usize).min(data.len() - 1);
+            data[i] = byte;
+        }
+        let _ = open_carrier(open, &data, &LimitsSection::default());
+    }
+}
+
+/// 4 MB of what makes a naive reader quadratic, for each reader: it returns
+/// within a second or two (debug build), having read the input once.
+#[test]
+fn hostile_carriers_are_read_in_linear_time() {
+    let cases: Vec<(&str, Reader, Vec<u8>)> = vec![
+        // Streams without endstream: each would search the rest of the file.
+        (
+            "pdf streams without end",
+            pdf::open,
+            [
+                b"%PDF-1.4\n".as_slice(),
+                &b"1 0 obj <</Type/EmbeddedFile>> stream\nx".repeat(100_000),
+            ]
+            .concat(),
+        ),
+        // Unclosed dictionaries after every "obj".
+        (
+            "pdf unclosed dictionaries",
+            pdf::open,
+            [b"%PDF-1.4\n".as_slice(), &b"1 0 obj <<<<(".repeat(300_000)].concat(),
+        ),
+        (
+            "rtf objdata without end",
+            rtf::open,
+            [b"{\\rtf1".as_slice(), &b"\\objdata 4".repeat(400_000)].concat(),
+        ),
+        (
+            "html data: without comma",
+            html::open,
+            [b"<html>".as_slice(), &b"data:".repeat(800_000)].concat(),
+        ),
+        (
+            "html unclosed script strings",
+            html::open,
+            [b"<html><script>".as_slice(), &b"'\"`".repeat(1_300_000)].concat(),
+        ),
+        (
+            "binhex markers",
+            binhex::open,
+            b"(This file must be converted with BinHex 4.0)\n:".repeat(90_000),
+        ),
+    ];
+    for (what, open, data) in cases {
+        let started = Instant::now();
+        let _ = open_carrier(open, &data, &LimitsSection::default());
+        let took = started.elapsed();
+        eprintln!("{what}: {took:?}");
+        assert!(took < Duration::from_secs(3), "{what}: {took:?}");
+    }
+}
+
+/// Encodes `data` as the BinHex 4.0 symbols (no run-length step: the caller
+/// writes its own runs).
+fn binhex_symbols(data: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] =
+        b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+    let mut out = Vec::new();
+    for chunk in data.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = b(0) << 16 | b(1) << 8 | b(2);
+        for shift in [18, 12, 6, 0] {
+            out.push(ALPHABET[(n >> shift & 63) as usize]);
+        }
+    }
+    out
+}
+
+#[test]
+fn binhex_runs_stop_at_the_unpacked_limit() {
+    // A header stating a 1 GiB data fork, then runs of 255 bytes: 2 bytes of
+    // input (8/3 symbols) for 255 of output, 25 MB from 270 KB, past the
+    // unpacked limit (a ratio under 100: the ratio limit does not apply).
+    let mut raw = vec![5];
+    raw.extend(b"a.bin\0TEXTMACS\0\0");
+    raw.extend(0x4000_0000u32.to_be_bytes());
+    raw.extend([0, 0, 0, 0, 0, 0, b'x']);
+    for _ in 0..100_000 {
+        raw.extend([0x90, 0xFF]);
+    }
+    let mut text = b"(This file must be converted with BinHex 4.0)\n:".to_vec();
+    text.extend(binhex_symbols(&raw));
+    text.push(b':');
+    let limits = LimitsSection {
+        max_unpacked_size: congvu_milter::policy::ByteSize::mib(4),
+        ..LimitsSection::default()
+    };
+    let (opened, files) = open_carrier(binhex::open, &text, &limits);
+    let reason = opened.uninspectable.unwrap_or_default();
+    assert!(reason.contains("max_unpacked_size"), "{reason}");
+    assert_eq!(files, 0);
 }

@@ -26,6 +26,10 @@ pub const MIN_SMUGGLED_LEN: usize = 256;
 /// How far before `data:` the start of its tag is looked for, and how far after
 /// the payload its end.
 const TAG_REACH: usize = 4096;
+/// Longest media type (with its parameters) of a `data:` URI.
+const MAX_MEDIA_TYPE: usize = 256;
+/// `data:` URIs and script strings looked at between two looks at the clock.
+const CANDIDATES_PER_CLOCK_CHECK: usize = 64;
 
 /// HTML by name (`.htm`, `.html`, `.xhtml`, `.shtml`, `.svg`) or content: the
 /// first text is a tag, and the first KiB holds one of the tags a page has.
@@ -68,21 +72,29 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
 /// The `data:` URIs; false when the budget stopped the carrier.
 fn data_uris(data: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut Sink<'_>) -> bool {
     let mut from = 0;
+    let mut seen = 0usize;
+    let mut next_comma = Some(0);
     while let Some(at) = find_ci(data, b"data:", from) {
         let start = at + 5;
         from = start;
         if at > 0 && data[at - 1].is_ascii_alphanumeric() {
             continue; // "metadata:", not a URI
         }
-        if let Err(reason) = budget.check_limits() {
+        seen += 1;
+        if seen.is_multiple_of(CANDIDATES_PER_CLOCK_CHECK)
+            && let Err(reason) = budget.check_limits()
+        {
             opened.problem(reason);
             return false;
         }
-        // data:[<type>][;base64],<payload>
-        let Some(comma) = data[start..]
-            .iter()
-            .take(256)
-            .position(|&b| b == b',')
+        // data:[<type>][;base64],<payload>. The next comma is found once for
+        // all the candidates before it.
+        if next_comma.is_some_and(|c| c < start) {
+            next_comma = memchr::memchr(b',', &data[start..]).map(|c| start + c);
+        }
+        let Some(comma) = next_comma
+            .map(|c| c - start)
+            .filter(|&c| c <= MAX_MEDIA_TYPE)
             .filter(|&c| !data[start..start + c].iter().any(|b| b"\"'<> ".contains(b)))
         else {
             continue;
@@ -124,6 +136,7 @@ fn data_uris(data: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut S
 /// Long base64 string literals in `<script>` elements that decode to a file.
 fn smuggled(data: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut Sink<'_>) {
     let mut from = 0;
+    let mut seen = 0usize;
     while let Some(at) = find_ci(data, b"<script", from) {
         let Some(open_end) = memchr::memchr(b'>', &data[at..]).map(|p| at + p + 1) else {
             return;
@@ -148,7 +161,10 @@ fn smuggled(data: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut Si
             if literal.len() < MIN_SMUGGLED_LEN || !literal.iter().all(|&b| is_base64(b)) {
                 continue;
             }
-            if let Err(reason) = budget.check_limits() {
+            seen += 1;
+            if seen.is_multiple_of(CANDIDATES_PER_CLOCK_CHECK)
+                && let Err(reason) = budget.check_limits()
+            {
                 opened.problem(reason);
                 return;
             }

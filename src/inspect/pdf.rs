@@ -32,6 +32,10 @@ use super::carrier::{decode_hex, hand_damaged, hand_decoded, hand_unpacked};
 const MAX_DICT: usize = 64 * 1024;
 /// Objects looked at between two looks at the clock.
 const OBJECTS_PER_CLOCK_CHECK: usize = 256;
+/// Bytes the search for the ends of dictionaries may read, as a multiple of the
+/// file's size: each byte of a well-formed file is read once, but a dictionary
+/// that never closes is read up to [`MAX_DICT`] bytes for every `obj` in it.
+const MAX_DICT_WORK: usize = 4;
 
 /// A PDF: `%PDF-` within its first 1024 bytes, where readers look for it.
 pub fn is_pdf(data: &[u8]) -> bool {
@@ -80,6 +84,12 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
             // /EF says what it is.
             referenced.push(s);
         }
+    }
+    if scanner.too_damaged {
+        opened.problem(format!(
+            "damaged PDF: dictionaries that do not close (reading them would take more than {MAX_DICT_WORK} times the file)"
+        ));
+        return opened;
     }
     for s in &object_streams {
         read_object_stream(s, &mut opened, budget, |content| {
@@ -475,7 +485,7 @@ fn top_level_dicts(text: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut i = 0;
     while let Some(at) = memchr::memmem::find(&text[i..], b"<<") {
         let start = i + at;
-        match dict_end(text, start) {
+        match dict_end(text, start, &mut 0) {
             Some(end) => {
                 out.push(start..end);
                 i = end;
@@ -488,9 +498,15 @@ fn top_level_dicts(text: &[u8]) -> Vec<std::ops::Range<usize>> {
 
 /// The end (after `>>`) of the dictionary starting at `start` (`<<`), nesting
 /// counted, strings and comments skipped; `None` past [`MAX_DICT`] bytes or the
-/// end of `text`.
-fn dict_end(text: &[u8], start: usize) -> Option<usize> {
+/// end of `text`. The bytes it may have read are added to `work`.
+fn dict_end(text: &[u8], start: usize, work: &mut usize) -> Option<usize> {
     let limit = text.len().min(start.saturating_add(MAX_DICT));
+    let end = dict_end_before(text, start, limit);
+    *work += end.unwrap_or(limit) - start;
+    end
+}
+
+fn dict_end_before(text: &[u8], start: usize, limit: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = start;
     while i < limit {
@@ -548,6 +564,10 @@ struct Scanner<'a> {
     /// otherwise search the rest of the file each).
     endstream: Option<usize>,
     endstream_from: usize,
+    /// Bytes read looking for the ends of dictionaries.
+    dict_work: usize,
+    /// Set when that passed [`MAX_DICT_WORK`] times the file: the scan ends.
+    too_damaged: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -557,6 +577,8 @@ impl<'a> Scanner<'a> {
             pos: 0,
             endstream: None,
             endstream_from: 0,
+            dict_work: 0,
+            too_damaged: false,
         }
     }
 
@@ -588,7 +610,11 @@ impl<'a> Scanner<'a> {
             if !d[after..].starts_with(b"<<") {
                 continue;
             }
-            let Some(end) = dict_end(d, after) else {
+            let Some(end) = dict_end(d, after, &mut self.dict_work) else {
+                if self.dict_work > MAX_DICT_WORK * d.len() + MAX_DICT {
+                    self.too_damaged = true;
+                    return None;
+                }
                 continue;
             };
             let dict = &d[after..end];
