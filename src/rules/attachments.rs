@@ -82,7 +82,7 @@ pub struct AttachmentPolicy {
     /// Extensions added to `executable_extensions`.
     pub extra_executable_extensions: Vec<String>,
     /// Also find executables by content (PE, ELF, Mach-O, MSI, Java class, `#!`
-    /// scripts) whatever their name.
+    /// scripts, CHM) whatever their name.
     pub check_content: bool,
 }
 
