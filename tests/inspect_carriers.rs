@@ -229,6 +229,16 @@ fn truncated_binhex_is_uninspectable_not_passed() {
     );
 }
 
+#[test]
+fn binhex_in_the_body_text_is_inspected() {
+    let mut raw =
+        b"From: a@example.org\r\nTo: b@bacgiang.gov.vn\r\nSubject: tep\r\n\r\nGui anh tep:\r\n\r\n"
+            .to_vec();
+    raw.extend(fixture("exe-in.hqx"));
+    let i = inspect_message(&raw, &LimitsSection::default());
+    assert_eq!(executables(&i.files), [path(&["(unnamed)", "setup.exe"])]);
+}
+
 // --- a message saved as a file ---
 
 /// The rules broken by a message carrying `data` as an attachment named
@@ -258,13 +268,7 @@ fn message_sent_as_octet_stream_is_inspected_as_a_message() {
         &fixture("exe-in.eml"),
     );
     let i = inspect_message(&raw, &LimitsSection::default());
-    let exe: Vec<_> = i
-        .files
-        .iter()
-        .filter(|f| matches!(f.kind, FileKind::Executable(_)))
-        .map(|f| f.path.clone())
-        .collect();
-    assert_eq!(exe, [path(&["hoso.dat", "setup.exe"])]);
+    assert_eq!(executables(&i.files), [path(&["hoso.dat", "setup.exe"])]);
     // Declared as text, too.
     assert_eq!(
         rules_broken("thu.txt", "text/plain", &fixture("exe-in.eml")),
@@ -284,40 +288,81 @@ fn harmless_message_sent_as_octet_stream_passes() {
     );
 }
 
-// --- every carrier, through the rules ---
+// --- every carrier, through `scan` ---
 
-/// Each fixture attached as octet-stream: `exe-*`, `renamed-exe-*` and `clam*`
-/// break `executable`, `plain-*` and `many-*` break nothing, `truncated-*` are
-/// refused (`uninspectable`, or `executable` when what survived is a program).
+/// Each fixture attached as octet-stream to a message judged by `scan` with
+/// ClamAV off: `exe-*`, `renamed-exe-*` and `clam*` are refused by
+/// `executable`, `plain-*` and `many-*` accepted, `truncated-*` refused
+/// (`uninspectable`, beside `executable` when what survived is a program).
 #[test]
-fn every_carrier_fixture_gets_its_verdict_from_the_rules() {
+fn scan_judges_every_carrier_fixture_without_clamav() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/carriers");
-    let mut problems = Vec::new();
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let file = entry.unwrap().path();
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        if name.ends_with(".sh") || name.ends_with(".py") || name.ends_with(".md") {
-            continue;
-        }
-        seen += 1;
-        let rules = rules_broken(
-            &name,
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "[clamav]\nenabled = false\n").unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !(n.ends_with(".sh") || n.ends_with(".py") || n.ends_with(".md")))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "fixtures present");
+    let mut messages = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let raw = with_attachment(
+            "a@example.org",
+            "b@bacgiang.gov.vn",
+            name,
             "application/octet-stream",
-            &std::fs::read(&file).unwrap(),
+            &fixture(name),
         );
+        let path = tmp.path().join(format!("{i:03}.eml"));
+        std::fs::write(&path, raw).unwrap();
+        messages.push(path);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args([
+            "scan",
+            "--json",
+            "--from",
+            "a@example.org",
+            "--rcpt",
+            "b@bacgiang.gov.vn",
+            "--config",
+        ])
+        .arg(&policy)
+        .args(&messages)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        reports.len(),
+        names.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut problems = Vec::new();
+    for (name, report) in names.iter().zip(&reports) {
+        let action = report["action"].as_str().unwrap_or("?");
+        let rules: Vec<&str> = report["reasons"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["rule"].as_str()).collect())
+            .unwrap_or_default();
         let ok = if name.starts_with("plain-") || name.starts_with("many-") {
-            rules.is_empty()
+            action == "accept"
         } else if name.starts_with("truncated-") {
-            rules.iter().any(|r| r == "uninspectable")
+            action == "reject" && rules.contains(&"uninspectable")
         } else {
-            rules.iter().any(|r| r == "executable")
+            action == "reject" && rules.contains(&"executable")
         };
         if !ok {
-            problems.push(format!("{name}: {rules:?}"));
+            problems.push(format!("{name}: {action} {rules:?}"));
         }
     }
-    assert!(seen >= 20, "fixtures present");
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -467,4 +512,18 @@ fn binhex_runs_stop_at_the_unpacked_limit() {
     let reason = opened.uninspectable.unwrap_or_default();
     assert!(reason.contains("max_unpacked_size"), "{reason}");
     assert_eq!(files, 0);
+}
+
+#[test]
+fn rtf_objects_other_than_packages_are_typed_by_content() {
+    let facts = inspect("plain-ole-in.rtf");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].name.as_deref(), Some("(Word.Document.8 object)"));
+    assert_eq!(facts[1].kind, FileKind::Document("application/msword"));
+    assert_clean(&facts);
+    let facts = inspect("exe-ole-in.rtf");
+    assert_eq!(
+        executables(&facts),
+        [path(&["exe-ole-in.rtf", "(Word.Document.8 object)"])]
+    );
 }

@@ -47,7 +47,9 @@ use super::file::{inspect_file, record};
 use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field_only};
 use super::transfer::{decode_base64, decode_quoted_printable};
-use super::{FileFacts, FileKind, Inspection, ScanPart, Signature, saved_message, tnef, uuencode};
+use super::{
+    FileFacts, FileKind, Inspection, ScanPart, Signature, binhex, saved_message, tnef, uuencode,
+};
 use crate::policy::LimitsSection;
 
 /// Multipart levels allowed beyond two per attached message (each attached
@@ -457,8 +459,10 @@ impl<'l> Walker<'l> {
                 format!("part {}", item.label)
             }
         };
-        // Body text is a file only when its content is not text after all.
-        let is_file = !body_text || !matches!(classify(data), FileKind::Other(_));
+        // Body text is a file only when its content is not text after all, or
+        // is text that carries a file (BinHex, which old Mac mailers put there).
+        let is_file =
+            !body_text || !matches!(classify(data), FileKind::Other(_)) || binhex::is_binhex(data);
         let mut file_path = Vec::new();
         if is_file {
             let data = keep(self);
