@@ -18,6 +18,7 @@
 //! FlateDecode and ASCIIHexDecode (what writers use); another filter, a
 //! predictor, or an encrypted document leaves the file `uninspectable`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
 
@@ -45,8 +46,9 @@ pub fn is_pdf(data: &[u8]) -> bool {
 /// One stream object of the file.
 struct Stream<'a> {
     number: u32,
-    /// Its dictionary, `#xx` escapes in names decoded.
-    dict: Vec<u8>,
+    /// Its dictionary, `#xx` escapes in names decoded (a copy only when
+    /// there were any).
+    dict: Cow<'a, [u8]>,
     data: &'a [u8],
 }
 
@@ -448,9 +450,9 @@ fn is_regular(b: u8) -> bool {
 }
 
 /// `/Embedded#46ile` is `/EmbeddedFile`: names with `#xx` escapes, decoded.
-fn normalize_names(dict: &[u8]) -> Vec<u8> {
+fn normalize_names(dict: &[u8]) -> Cow<'_, [u8]> {
     if memchr::memchr(b'#', dict).is_none() {
-        return dict.to_vec();
+        return Cow::Borrowed(dict);
     }
     let mut out = Vec::with_capacity(dict.len());
     let mut in_name = false;
@@ -475,7 +477,7 @@ fn normalize_names(dict: &[u8]) -> Vec<u8> {
         out.push(c);
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The ranges of the dictionaries at the top level of `text` (the objects of an
