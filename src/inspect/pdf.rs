@@ -26,7 +26,7 @@ use flate2::read::ZlibDecoder;
 
 use super::archive::{Keep, Opened, Sink, read_entry};
 use super::budget::Budget;
-use super::carrier::{decode_hex, hand_damaged, hand_decoded, hand_unpacked};
+use super::carrier::{decode_hex, hand_damaged, hand_decoded, hand_owned, hand_unpacked};
 
 /// Longest dictionary read (real ones are a few hundred bytes); a longer one is
 /// skipped.
@@ -141,22 +141,30 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
                 // ASCIIHexDecode, maybe before FlateDecode: the hex is decoded here
                 // (half its size), the rest like a plain stream.
                 let hex = decode_hex(s.data.split(|&b| b == b'>').next().unwrap_or(&[]));
-                let _ = budget.hold(hex.len() as u64);
-                let go_on = if filters.len() == 1 {
-                    hand_decoded(name, &hex, &mut opened, budget, sink)
+                if filters.len() == 1 {
+                    hand_owned(name, hex, &mut opened, budget, sink)
                 } else {
-                    hand_unpacked(
-                        name,
-                        hex.len() as u64,
-                        || Box::new(ZlibDecoder::new(Cursor::new(hex.as_slice()))),
-                        "PDF",
-                        &mut opened,
-                        budget,
-                        sink,
-                    )
-                };
-                budget.release(hex.len() as u64);
-                go_on
+                    let held = hex.capacity() as u64;
+                    match budget.hold(held) {
+                        Ok(()) => {
+                            let go_on = hand_unpacked(
+                                name,
+                                hex.len() as u64,
+                                || Box::new(ZlibDecoder::new(Cursor::new(hex.as_slice()))),
+                                "PDF",
+                                &mut opened,
+                                budget,
+                                sink,
+                            );
+                            budget.release(held);
+                            go_on
+                        }
+                        Err(reason) => {
+                            opened.problem(reason);
+                            false
+                        }
+                    }
+                }
             }
             Err(what) => {
                 let reason = format!(
@@ -731,6 +739,54 @@ mod tests {
             &mut names,
         );
         assert_eq!(names.get(&7).map(String::as_str), Some("b.exe"));
+    }
+
+    /// A file handed to the sink: name, bytes, note.
+    type Carried = (String, Vec<u8>, Option<String>);
+
+    /// The files `open` hands to the sink.
+    fn carried(pdf: &[u8]) -> (Opened, Vec<Carried>) {
+        let mut budget = Budget::new(&crate::policy::LimitsSection::default());
+        let mut found = Vec::new();
+        let mut sink = |_: &mut Budget, e: super::super::archive::Entry<'_>| {
+            found.push((e.name, e.data.unwrap_or_default().to_vec(), e.note));
+        };
+        let opened = open(pdf, &mut budget, &mut sink);
+        (opened, found)
+    }
+
+    #[test]
+    fn hex_encoded_unreferenced_and_escaped_streams() {
+        // ASCIIHexDecode; an embedded file without /Type named by its file
+        // specification; /Type written with #xx escapes.
+        let pdf = b"%PDF-1.4\n\
+            1 0 obj <</Type/EmbeddedFile/Filter/AHx/Length 9>> stream\n4d 5a 90>\nendstream endobj\n\
+            2 0 obj <</Length 2>> stream\nhi\nendstream endobj\n\
+            3 0 obj <</Type/Filespec/UF(b.exe)/EF<</F 2 0 R>>>> endobj\n\
+            4 0 obj <</Type/Embedded#46ile>> stream\nplain\nendstream endobj\n";
+        let (opened, found) = carried(pdf);
+        assert_eq!(opened.uninspectable, None);
+        let found: Vec<(&str, &[u8])> = found
+            .iter()
+            .map(|(n, d, _)| (n.as_str(), d.as_slice()))
+            .collect();
+        assert_eq!(
+            found,
+            [("", &b"MZ\x90"[..]), ("", b"plain"), ("b.exe", b"hi")]
+        );
+    }
+
+    #[test]
+    fn other_filters_and_encryption_are_uninspectable() {
+        let (opened, found) = carried(
+            b"%PDF-1.4\n1 0 obj <</Type/EmbeddedFile/Filter/LZWDecode>> stream\nx\nendstream endobj",
+        );
+        assert!(opened.uninspectable.unwrap().contains("/LZWDecode"));
+        assert_eq!(found.len(), 1);
+        let (opened, _) = carried(
+            b"%PDF-1.4\n1 0 obj <</Type/EmbeddedFile>> stream\nx\nendstream endobj\ntrailer <</Encrypt 5 0 R>>",
+        );
+        assert!(opened.uninspectable.unwrap().starts_with("encrypted PDF"));
     }
 
     #[test]
