@@ -7,21 +7,22 @@
 //! line, text between two `:` in a 64-symbol alphabet (line ends skipped), run
 //! length encoded with 0x90, holding a header (name, type, creator, flags, fork
 //! lengths, CRC), the data fork and the resource fork, each with a CRC. The
-//! decoding is one pass, stops at the bytes left in the budget (0x90 runs
-//! expand up to 255 times), and watches the deadline.
+//! data fork is decoded as a stream ([`Decoder`] is a `Read`), so it is read
+//! like an archive entry: within the bytes left and the ratio limit (0x90 runs
+//! expand up to 255 times), held whole only when it must be opened, the
+//! deadline watched.
+
+use std::io::{self, Read};
 
 use super::archive::{Opened, Sink};
 use super::budget::Budget;
-use super::carrier::{hand_damaged, hand_decoded};
+use super::carrier::{hand_damaged, hand_unpacked};
 
 /// The line BinHex writers put first. macutils writes "(This file must be
 /// converted; you knew that already.)", so only its start is looked for.
 const MARKER: &[u8] = b"(This file must be converted";
 
 const ALPHABET: &[u8; 64] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
-
-/// Output bytes between two looks at the clock.
-const CLOCK_STEP: usize = 1 << 20;
 
 /// A BinHex marker line anywhere in `data`.
 pub fn is_binhex(data: &[u8]) -> bool {
@@ -35,183 +36,233 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
     let mut from = 0;
     while let Some(at) = finder.find(&data[from..]) {
         let after = from + at + MARKER.len();
-        // The encoded text starts at the first ':' after the marker line.
+        // The encoded text runs from the first ':' after the marker line to
+        // the next (the alphabet has no ':').
         let Some(colon) = memchr::memchr(b':', &data[after..]) else {
             break;
         };
         let start = after + colon + 1;
-        let mut held = 0;
-        let decoded = decode(&data[start..], budget, &mut held);
-        budget.release(held);
-        let go_on = match decoded {
-            Ok((used, decoded)) => {
-                from = start + used;
-                let held = decoded.capacity() as u64;
-                let go_on = budget.hold(held).is_ok() && hand(&decoded, &mut opened, budget, sink);
-                budget.release(held);
-                go_on
-            }
-            Err(reason) => {
-                opened.problem(reason);
-                false
-            }
-        };
-        if !go_on {
+        let end = memchr::memchr(b':', &data[start..]).map_or(data.len(), |e| start + e);
+        from = end;
+        if let Err(reason) = budget.check_limits() {
+            opened.problem(reason);
+            break;
+        }
+        if !hand(&data[start..end], &mut opened, budget, sink) {
             break;
         }
     }
     opened
 }
 
-/// Decodes the symbols up to the closing `:` (or the end), expanding the runs:
-/// how many bytes of `text` it used, and the bytes. Err when the budget stops
-/// it: the bytes left, the compression ratio (runs), memory, the deadline. The
-/// memory the bytes take is held as they grow (`held`: the caller gives it back).
-fn decode(text: &[u8], budget: &mut Budget, held: &mut u64) -> Result<(usize, Vec<u8>), String> {
-    let mut table = [0xFFu8; 256];
-    for (i, &c) in ALPHABET.iter().enumerate() {
-        table[usize::from(c)] = i as u8;
-    }
-    let ratio_cap = budget.ratio_cap(text.len() as u64);
-    let cap = usize::try_from(budget.bytes_left().min(ratio_cap)).unwrap_or(usize::MAX);
-    let mut out: Vec<u8> = Vec::new();
-    let mut rle = Rle::default();
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    let mut next_clock = CLOCK_STEP;
-    let mut used = text.len();
-    for (i, &c) in text.iter().enumerate() {
-        if c == b':' {
-            used = i + 1;
-            break;
-        }
-        let v = table[usize::from(c)];
-        if v == 0xFF {
-            continue; // line ends, blanks
-        }
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            rle.push((acc >> bits) as u8, &mut out, cap);
-            acc &= (1 << bits) - 1;
-        }
-        if out.len() > cap {
-            return Err(if ratio_cap < budget.bytes_left() {
-                budget.ratio_reason("BinHex data")
-            } else {
-                budget.unpacked_reason()
-            });
-        }
-        if out.capacity() as u64 > *held {
-            budget.hold(out.capacity() as u64 - *held)?;
-            *held = out.capacity() as u64;
-        }
-        if out.len() >= next_clock {
-            next_clock += CLOCK_STEP;
-            budget.check_limits()?;
-        }
-    }
-    Ok((used, out))
-}
-
-/// The run-length decoding: 0x90 then a count repeats the byte before it; 0x90
-/// then 0 is a literal 0x90.
-#[derive(Default)]
-struct Rle {
-    marker: bool,
-    last: u8,
-}
-
-impl Rle {
-    fn push(&mut self, b: u8, out: &mut Vec<u8>, cap: usize) {
-        if self.marker {
-            self.marker = false;
-            if b == 0 {
-                out.push(0x90);
-                self.last = 0x90;
-            } else {
-                let n = usize::from(b - 1).min(cap.saturating_add(1).saturating_sub(out.len()));
-                out.extend(std::iter::repeat_n(self.last, n));
-            }
-        } else if b == 0x90 {
-            self.marker = true;
-        } else {
-            out.push(b);
-            self.last = b;
-        }
-    }
-}
-
-/// Reads the header and hands the data fork to the sink. False when the
-/// budget stops the carrier.
-fn hand(decoded: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut Sink<'_>) -> bool {
-    let Some(&name_len) = decoded.first() else {
-        return true;
+/// Reads the header of one encoded file and hands its data fork to the sink.
+/// False when the budget stops the carrier.
+fn hand(text: &[u8], opened: &mut Opened, budget: &mut Budget, sink: &mut Sink<'_>) -> bool {
+    let mut decoder = Decoder::new(text);
+    let Some(header) = Header::read(&mut decoder) else {
+        let name = decoder.name_seen.clone();
+        let shown = if name.is_empty() { "(unnamed)" } else { &name };
+        let reason = format!("damaged BinHex: file '{shown}' is cut short");
+        return hand_damaged(name, Some(&[]), reason, opened, budget, sink);
     };
-    let name_end = 1 + usize::from(name_len);
-    // Name, version (1), type (4), creator (4), flags (2), data length (4),
-    // resource length (4), header CRC (2).
-    let header_end = name_end + 1 + 4 + 4 + 2 + 4 + 4 + 2;
-    let name = decoded
-        .get(1..name_end)
-        .map(|n| n.iter().map(|&b| char::from(b)).collect::<String>())
-        .unwrap_or_default();
-    let Some(header) = decoded.get(..header_end) else {
-        return cut_short(name, &[], opened, budget, sink);
+    let open_fork = || -> Box<dyn Read + '_> {
+        let mut d = Decoder::new(text);
+        let _ = Header::read(&mut d);
+        Box::new(DataFork {
+            decoder: d,
+            left: header.data_len,
+        })
     };
-    let at = name_end + 1 + 4 + 4 + 2;
-    let data_len =
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]) as usize;
-    let rest = &decoded[header_end..];
-    if data_len > rest.len() {
-        return cut_short(name, rest, opened, budget, sink);
-    }
-    hand_decoded(name, &rest[..data_len], opened, budget, sink)
+    hand_unpacked(
+        header.name.clone(),
+        text.len() as u64,
+        open_fork,
+        "BinHex",
+        opened,
+        budget,
+        sink,
+    )
 }
 
-/// A file whose encoding ends before its data fork does: what there is, marked
-/// damaged.
-fn cut_short(
+/// The header of a BinHex file (what the data fork needs).
+struct Header {
     name: String,
-    data: &[u8],
-    opened: &mut Opened,
-    budget: &mut Budget,
-    sink: &mut Sink<'_>,
-) -> bool {
-    let shown = if name.is_empty() { "(unnamed)" } else { &name };
-    let reason = format!("damaged BinHex: file '{shown}' is cut short");
-    hand_damaged(name, Some(data), reason, opened, budget, sink)
+    data_len: u64,
+}
+
+impl Header {
+    /// Name, version (1), type (4), creator (4), flags (2), data length (4),
+    /// resource length (4), header CRC (2); `None` when the text ends first.
+    fn read(d: &mut Decoder<'_>) -> Option<Header> {
+        let name_len = d.next_byte()?;
+        let mut name = String::new();
+        for _ in 0..name_len {
+            name.push(char::from(d.next_byte()?));
+            d.name_seen.clone_from(&name);
+        }
+        for _ in 0..1 + 4 + 4 + 2 {
+            d.next_byte()?;
+        }
+        let mut len = [0u8; 4];
+        for b in &mut len {
+            *b = d.next_byte()?;
+        }
+        for _ in 0..4 + 2 {
+            d.next_byte()?;
+        }
+        Some(Header {
+            name,
+            data_len: u64::from(u32::from_be_bytes(len)),
+        })
+    }
+}
+
+/// The data fork: the decoder's next `left` bytes; text that ends before them
+/// is an error (the file is cut short).
+struct DataFork<'a> {
+    decoder: Decoder<'a>,
+    left: u64,
+}
+
+impl Read for DataFork<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() && self.left > 0 {
+            match self.decoder.next_byte() {
+                Some(b) => {
+                    buf[n] = b;
+                    n += 1;
+                    self.left -= 1;
+                }
+                None if n > 0 => break,
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the data fork is cut short",
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The bytes of the encoded text: symbols to bytes, then the run-length
+/// decoding (0x90 then a count repeats the byte before it; 0x90 then 0 is a
+/// literal 0x90).
+struct Decoder<'a> {
+    text: &'a [u8],
+    pos: usize,
+    acc: u32,
+    bits: u32,
+    last: u8,
+    /// Repeats of `last` still to give.
+    run: u8,
+    /// The name as far as the header was read (for the reason when it ends).
+    name_seen: String,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Decoder {
+            text,
+            pos: 0,
+            acc: 0,
+            bits: 0,
+            last: 0,
+            run: 0,
+            name_seen: String::new(),
+        }
+    }
+
+    /// The next byte before the run-length decoding.
+    fn next_raw(&mut self) -> Option<u8> {
+        while self.bits < 8 {
+            let c = *self.text.get(self.pos)?;
+            self.pos += 1;
+            if let Some(v) = symbol(c) {
+                self.acc = (self.acc << 6 | u32::from(v)) & 0xFFFF;
+                self.bits += 6;
+            }
+        }
+        self.bits -= 8;
+        Some((self.acc >> self.bits) as u8)
+    }
+
+    fn next_byte(&mut self) -> Option<u8> {
+        loop {
+            if self.run > 0 {
+                self.run -= 1;
+                return Some(self.last);
+            }
+            let b = self.next_raw()?;
+            if b != 0x90 {
+                self.last = b;
+                return Some(b);
+            }
+            match self.next_raw()? {
+                0 => {
+                    self.last = 0x90;
+                    return Some(0x90);
+                }
+                // The byte before is already out: `count - 1` more.
+                count => self.run = count - 1,
+            }
+        }
+    }
+}
+
+/// Encodes bytes (already run-length encoded, or free of 0x90) as BinHex
+/// symbols, without line breaks (for tests and fixtures).
+pub fn encode_symbols(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len().div_ceil(3) * 4);
+    for chunk in raw.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = b(0) << 16 | b(1) << 8 | b(2);
+        for shift in [18, 12, 6, 0] {
+            out.push(ALPHABET[(n >> shift & 63) as usize]);
+        }
+    }
+    out
+}
+
+/// Symbol values by byte; 0xFF for bytes that are not symbols.
+const SYMBOLS: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The value of a BinHex symbol; `None` for line ends and blanks.
+fn symbol(c: u8) -> Option<u8> {
+    let v = SYMBOLS[usize::from(c)];
+    (v != 0xFF).then_some(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::LimitsSection;
 
     #[test]
-    fn runs_expand_within_the_cap() {
-        let mut out = Vec::new();
-        let mut rle = Rle::default();
-        for b in [b'a', 0x90, 4, 0x90, 0, b'b'] {
-            rle.push(b, &mut out, 100);
-        }
-        assert_eq!(out, b"aaaa\x90b");
-        let mut out = Vec::new();
-        let mut rle = Rle::default();
-        for b in [b'a', 0x90, 255, 0x90, 255] {
-            rle.push(b, &mut out, 10);
-        }
-        assert_eq!(out.len(), 11);
+    fn runs_expand() {
+        let text = encode_symbols(&[b'a', 0x90, 4, 0x90, 0, b'b']);
+        let mut d = Decoder::new(&text);
+        let out: Vec<u8> = std::iter::from_fn(|| d.next_byte()).collect();
+        assert_eq!(&out[..6], b"aaaa\x90b");
     }
 
     #[test]
-    fn decoding_stops_at_the_closing_colon() {
-        let mut budget = Budget::new(&LimitsSection::default());
-        // "!!" is six zero bits then six: one zero byte.
-        let mut held = 0;
-        let (used, out) = decode(b"!!\n!!: after", &mut budget, &mut held).unwrap();
-        assert_eq!(used, 6);
-        assert_eq!(out, [0, 0, 0]);
+    fn a_fork_cut_short_is_an_error() {
+        let mut fork = DataFork {
+            decoder: Decoder::new(b"!!\n!!"),
+            left: 10,
+        };
+        let mut buf = [0u8; 16];
+        assert_eq!(fork.read(&mut buf).unwrap(), 3);
+        assert!(fork.read(&mut buf).is_err());
     }
 }
