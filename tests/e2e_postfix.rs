@@ -191,6 +191,36 @@ fn carried_executables_are_refused_without_clamav() {
     }
 }
 
+/// The same carriers with clamd on: what carries a program is refused
+/// (by policy, or by clamd's signature for the ClamAV test file), what
+/// carries text is delivered.
+#[test]
+fn carriers_with_clamav_on() {
+    let bed = bed("", true);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/carriers");
+    let mut problems = Vec::new();
+    let mut sent = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let refused = name.starts_with("exe-") || name.starts_with("renamed-exe-");
+        if !(refused || name.starts_with("plain-")) {
+            continue;
+        }
+        sent += 1;
+        let msg = with_attachment(
+            &name,
+            "application/octet-stream",
+            &fixture(&format!("carriers/{name}")),
+        );
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        if refused != (out.code() >= 500) {
+            problems.push(format!("{name}: {} {}", out.code(), out.text()));
+        }
+    }
+    assert!(sent >= 15, "fixtures present");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn virus_is_refused_with_its_signature_and_clamd_down_defers() {
     let mut bed = bed("", true);
