@@ -50,6 +50,12 @@ PY
 add tnef "$tmp"/tnef*.dat
 add inspect_file "$tmp"/tnef*.dat
 add uuencode fixtures/messages/fail-uuencoded-exe.eml
+K=fixtures/carriers
+add carrier_pdf $K/*.pdf
+add carrier_rtf $K/*.rtf
+add carrier_html $K/*.html
+add carrier_binhex $K/*.hqx
+add inspect_file $K/*
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'
 
 # Names: the Content-Type / Content-Disposition values of the fixtures, and a few

@@ -180,6 +180,7 @@ fn file_type_label(kind: &FileKind) -> &'static str {
             ExecKind::Msi => "executable_msi",
             ExecKind::JavaClass => "executable_java",
             ExecKind::Script => "executable_script",
+            ExecKind::Chm => "executable_chm",
         },
         FileKind::Archive(a) => match a {
             ArchiveKind::Zip => "archive_zip",

@@ -165,6 +165,83 @@ fn executable_attachment_is_refused_naming_file_and_article() {
     bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
 }
 
+/// Files carried inside PDF, RTF, HTML (data: URI, smuggling), BinHex and a
+/// message sent as octet-stream, and CHM, with ClamAV off: a new executable
+/// has no signature yet, so policy alone must refuse it; the same carriers
+/// holding a text file are delivered.
+#[test]
+fn carried_executables_are_refused_without_clamav() {
+    let bed = bed("", false);
+    let refused = [
+        ("exe-in.pdf", "setup.exe"),
+        ("exe-in-objstm.pdf", "setup.exe"),
+        ("exe-in.rtf", "setup.exe"),
+        ("exe-in-data-uri.html", "setup.exe"),
+        ("exe-in-smuggling.html", "setup.exe"),
+        ("exe-in.hqx", "setup.exe"),
+        ("exe-in.eml", "setup.exe"),
+        ("clam.chm", "clam.chm"),
+    ];
+    for (name, file) in refused {
+        let msg = with_attachment(
+            name,
+            "application/octet-stream",
+            &fixture(&format!("carriers/{name}")),
+        );
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        let text = out.text();
+        assert_eq!(out.code(), 550, "{name}: {text}");
+        assert!(text.contains("la tep thuc thi"), "{name}: {text}");
+        assert!(text.contains(file), "{name}: {text}");
+    }
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+    for name in [
+        "plain-in.pdf",
+        "plain-in.rtf",
+        "plain-in.html",
+        "plain-in.hqx",
+        "plain-in.eml",
+    ] {
+        let msg = with_attachment(
+            name,
+            "application/octet-stream",
+            &fixture(&format!("carriers/{name}")),
+        );
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        assert!(out.accepted(), "{name}: {}", out.text());
+    }
+}
+
+/// The same carriers with clamd on: what carries a program is refused
+/// (by policy, or by clamd's signature for the ClamAV test file), what
+/// carries text is delivered.
+#[test]
+fn carriers_with_clamav_on() {
+    let bed = bed("", true);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/carriers");
+    let mut problems = Vec::new();
+    let mut sent = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let refused = name.starts_with("exe-") || name.starts_with("renamed-exe-");
+        if !(refused || name.starts_with("plain-")) {
+            continue;
+        }
+        sent += 1;
+        let msg = with_attachment(
+            &name,
+            "application/octet-stream",
+            &fixture(&format!("carriers/{name}")),
+        );
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        if refused != (out.code() >= 500) {
+            problems.push(format!("{name}: {} {}", out.code(), out.text()));
+        }
+    }
+    assert!(sent >= 15, "fixtures present");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn virus_is_refused_with_its_signature_and_clamd_down_defers() {
     let mut bed = bed("", true);

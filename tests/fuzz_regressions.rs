@@ -101,12 +101,17 @@ fn harness_runs_every_target_on_fixtures() {
     let eml = std::fs::read(root().join("fixtures/messages/fail-exe-in-zip.eml")).unwrap();
     let zip = std::fs::read(root().join("fixtures/archives/exe-in.zip")).unwrap();
     let policy = std::fs::read(root().join("config/congvu-milter.toml")).unwrap();
+    let carrier = |name: &str| std::fs::read(root().join("fixtures/carriers").join(name)).unwrap();
     let session = session_stream(&eml);
     for &(name, target) in harness::TARGETS {
         let input = match name {
             "mime_walk" | "forwarding" | "uuencode" | "names" => eml.clone(),
             "milter_session" | "milter_codec" => session.clone(),
             "policy_toml" => policy.clone(),
+            "carrier_pdf" => carrier("exe-in-objstm.pdf"),
+            "carrier_rtf" => carrier("exe-in.rtf"),
+            "carrier_html" => carrier("exe-in-smuggling.html"),
+            "carrier_binhex" => carrier("exe-in.hqx"),
             _ => zip.clone(),
         };
         replay(name, target, Vec::new()).unwrap_or_else(|e| panic!("{name} on empty input: {e}"));

@@ -24,7 +24,7 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn inspect_with(name: &str, data: &[u8], limits: &LimitsSection) -> Vec<FileFacts> {
+pub(crate) fn inspect_with(name: &str, data: &[u8], limits: &LimitsSection) -> Vec<FileFacts> {
     let mut budget = Budget::new(limits);
     let mut out = Vec::new();
     inspect_file(
@@ -52,12 +52,12 @@ fn executables(facts: &[FileFacts]) -> Vec<(Vec<String>, ExecKind)> {
         .collect()
 }
 
-fn path(parts: &[&str]) -> Vec<String> {
+pub(crate) fn path(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
 /// Nothing flagged: no executable, nothing encrypted, nothing uninspectable.
-fn assert_clean(facts: &[FileFacts]) {
+pub(crate) fn assert_clean(facts: &[FileFacts]) {
     for f in facts {
         assert!(
             !matches!(f.kind, FileKind::Executable(_)),

@@ -25,6 +25,7 @@ mod forwarding_rule;
 mod fuzz_regressions;
 mod hostile_peers;
 mod inspect_archives;
+mod inspect_carriers;
 mod inspect_messages;
 mod milter_session;
 mod miltertest;

@@ -27,7 +27,9 @@ use bytes::BytesMut;
 use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
-use congvu_milter::inspect::{ArchiveKind, filetype, inspect_message, names, tnef, uuencode};
+use congvu_milter::inspect::{
+    ArchiveKind, binhex, filetype, html, inspect_message, names, pdf, rtf, tnef, uuencode,
+};
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::codec::{
@@ -371,6 +373,25 @@ pub fn tnef(data: &[u8]) {
     }
 }
 
+/// Each carrier reader alone (src/inspect/carrier.rs): PDF embedded files, RTF
+/// objects, HTML data: URIs and script strings, BinHex.
+pub fn carrier_pdf(data: &[u8]) {
+    open_with(data, pdf::open);
+}
+
+pub fn carrier_rtf(data: &[u8]) {
+    open_with(data, rtf::open);
+}
+
+pub fn carrier_html(data: &[u8]) {
+    let _ = html::is_html(None, data);
+    open_with(data, html::open);
+}
+
+pub fn carrier_binhex(data: &[u8]) {
+    open_with(data, binhex::open);
+}
+
 pub fn uuencode(data: &[u8]) {
     let found = uuencode::find_uuencoded(data, 100);
     for f in &found {
@@ -469,6 +490,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("names", names),
     ("tnef", tnef),
     ("uuencode", uuencode),
+    ("carrier_pdf", carrier_pdf),
+    ("carrier_rtf", carrier_rtf),
+    ("carrier_html", carrier_html),
+    ("carrier_binhex", carrier_binhex),
     ("policy_toml", policy_toml),
     ("forwarding", forwarding),
 ];

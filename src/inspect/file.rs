@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{self, Entry, Opened};
 use super::budget::Budget;
+use super::carrier::{self, Carrier};
 use super::filetype::{self, OFFICE_ENCRYPTED};
 use super::{ArchiveKind, FileFacts, FileKind};
 
@@ -55,11 +56,16 @@ pub fn inspect_file(
             out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
             return;
         }
-        FileKind::Archive(k) => *k,
+        FileKind::Archive(k) => Container::Archive(*k),
         // Zip-based documents: their entries are inspected too.
         FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
-            ArchiveKind::Zip
+            Container::Archive(ArchiveKind::Zip)
         }
+        // Files that carry files (PDF, RTF, HTML, BinHex): what they carry too.
+        FileKind::Other(_) => match carrier::carrier_kind(name, data) {
+            Some(c) => Container::Carrier(c),
+            None => return,
+        },
         _ => return,
     };
     if depth >= budget.max_depth {
@@ -123,15 +129,19 @@ pub fn inspect_file(
         );
     };
 
-    let opened = catch_unwind(AssertUnwindSafe(|| {
-        archive::open(format, name, data, budget, &mut sink)
+    let opened = catch_unwind(AssertUnwindSafe(|| match format {
+        Container::Archive(k) => archive::open(k, name, data, budget, &mut sink),
+        Container::Carrier(c) => carrier::open(c, data, budget, &mut sink),
     }))
     .unwrap_or_else(|_| Opened {
         encrypted: false,
-        uninspectable: Some(format!(
-            "damaged {} archive: the decoder failed",
-            archive::format_name(format)
-        )),
+        uninspectable: Some(match format {
+            Container::Archive(k) => format!(
+                "damaged {} archive: the decoder failed",
+                archive::format_name(k)
+            ),
+            Container::Carrier(c) => format!("damaged {}: the decoder failed", c.name()),
+        }),
     });
     budget.ancestors.pop();
 
@@ -146,6 +156,13 @@ pub fn inspect_file(
             facts.uninspectable = opened.uninspectable.or(inner);
         }
     }
+}
+
+/// What a file that holds files is opened as.
+#[derive(Clone, Copy)]
+enum Container {
+    Archive(ArchiveKind),
+    Carrier(Carrier),
 }
 
 /// The type of an entry read as a stream, and why it is not fully inspected

@@ -158,6 +158,9 @@ fn exec_kind_sized(data: &[u8], len: usize) -> Option<ExecKind> {
     if data.starts_with(b"#!") {
         return Some(ExecKind::Script);
     }
+    if is_chm(data) {
+        return Some(ExecKind::Chm);
+    }
     if data.starts_with(&OLE2_MAGIC) && is_msi(data) {
         return Some(ExecKind::Msi);
     }
@@ -183,6 +186,14 @@ fn mz_kind(data: &[u8], len: usize) -> Option<ExecKind> {
     let header_len = usize::from(header_paragraphs) * 16;
     (data.len() >= 28 && last_page < 512 && header_paragraphs >= 2 && header_len <= len)
         .then_some(ExecKind::Dos)
+}
+
+/// Compiled HTML Help: `ITSF`, format version 2 or 3, then the header length
+/// (0x58 or 0x60), as hhc.exe writes it.
+fn is_chm(data: &[u8]) -> bool {
+    data.starts_with(b"ITSF")
+        && u32_le(data, 4).is_some_and(|v| matches!(v, 2 | 3))
+        && u32_le(data, 8).is_some_and(|len| matches!(len, 0x58 | 0x60))
 }
 
 fn is_elf(data: &[u8]) -> bool {

@@ -47,7 +47,9 @@ use super::file::{inspect_file, record};
 use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field_only};
 use super::transfer::{decode_base64, decode_quoted_printable};
-use super::{FileFacts, FileKind, Inspection, ScanPart, Signature, tnef, uuencode};
+use super::{
+    FileFacts, FileKind, Inspection, ScanPart, Signature, binhex, saved_message, tnef, uuencode,
+};
 use crate::policy::LimitsSection;
 
 /// Multipart levels allowed beyond two per attached message (each attached
@@ -338,6 +340,10 @@ impl<'l> Walker<'l> {
             self.attached_message(item, &headers, body, stack);
             return;
         }
+        if major != "multipart" && is_saved_message(&item, &headers, ctype, body.clone()) {
+            self.attached_message(item, &headers, body, stack);
+            return;
+        }
 
         self.leaf(&item, &headers, ctype, body);
     }
@@ -453,8 +459,10 @@ impl<'l> Walker<'l> {
                 format!("part {}", item.label)
             }
         };
-        // Body text is a file only when its content is not text after all.
-        let is_file = !body_text || !matches!(classify(data), FileKind::Other(_));
+        // Body text is a file only when its content is not text after all, or
+        // is text that carries a file (BinHex, which old Mac mailers put there).
+        let is_file =
+            !body_text || !matches!(classify(data), FileKind::Other(_)) || binhex::is_binhex(data);
         let mut file_path = Vec::new();
         if is_file {
             let data = keep(self);
@@ -621,6 +629,36 @@ impl<'l> Walker<'l> {
             self.depth_reported = true;
             self.out.problems.push(problem);
         }
+    }
+}
+
+/// A part that is not the body text but a message saved as a file (an `.eml`
+/// sent as octet-stream or text): its first bytes, decoded, are a message
+/// header (src/inspect/saved_message.rs).
+fn is_saved_message(
+    item: &Item<'_>,
+    headers: &PartHeaders,
+    ctype: &str,
+    body: Range<usize>,
+) -> bool {
+    let attachment = headers
+        .disposition
+        .as_ref()
+        .is_some_and(|d| d.value == "attachment");
+    let body_text =
+        matches!(ctype, "text/plain" | "text/html") && headers.names.is_empty() && !attachment;
+    if body_text {
+        return false;
+    }
+    let raw = &item.src.as_slice()[body];
+    let start = &raw[..raw.len().min(saved_message::SNIFF_LEN)];
+    match decode_body(
+        &Src::Borrowed(start),
+        0..start.len(),
+        headers.encoding.as_deref(),
+    ) {
+        Decoded::Same => saved_message::looks_like_message(start),
+        Decoded::New(bytes) => saved_message::looks_like_message(&bytes),
     }
 }
 

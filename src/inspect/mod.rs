@@ -3,16 +3,23 @@
 //!
 //! Two layers: [`file`] tells everything about one file's bytes (its real type by
 //! content, and, for an archive, every entry inside, recursively, within the
-//! message's [`budget`]); the MIME walk
-//! finds every file in a message (attachments, nested messages, uuencoded blocks,
-//! TNEF) and collects the facts into an [`Inspection`].
+//! message's [`budget`]), and for a file that carries files (PDF, RTF, HTML,
+//! BinHex: [`carrier`]) every file it carries; the MIME walk finds every file in
+//! a message (attachments, nested messages, uuencoded blocks, TNEF) and collects
+//! the facts into an [`Inspection`].
 
 pub mod archive;
+pub mod binhex;
 pub mod budget;
+pub mod carrier;
 pub mod file;
 pub mod filetype;
+pub mod html;
 pub mod mime;
 pub mod names;
+pub mod pdf;
+pub mod rtf;
+pub mod saved_message;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
@@ -50,6 +57,9 @@ pub enum ExecKind {
     JavaClass,
     /// A script that starts with `#!`.
     Script,
+    /// Microsoft Compiled HTML Help (`ITSF`): Windows opens it with hh.exe, and
+    /// its pages run scripts and ActiveX with the user's rights.
+    Chm,
 }
 
 /// Archive formats the filter knows.
@@ -120,7 +130,8 @@ pub struct Inspection {
     /// Every file: attachments (named or not, inline ones too), attached messages
     /// themselves, files inside attached messages at any depth, uuencoded blocks,
     /// the files inside TNEF `winmail.dat`, and (through [`file::inspect_file`])
-    /// every entry inside archives. A body text part appears here only when its
+    /// every entry inside archives and every file a PDF, RTF, HTML or BinHex
+    /// file carries. A body text part appears here only when its
     /// content is not text (an executable or archive sent as "text").
     pub files: Vec<FileFacts>,
     /// Other names a file was given, by index into `files`: a plain `filename`

@@ -219,7 +219,7 @@ pub fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hex(c: u8) -> Option<u8> {
+pub(crate) fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -18,7 +18,7 @@ use crate::rule::{Control, Rule, RuleAction, Violation};
 /// the other Windows program and script types.
 pub const DEFAULT_EXECUTABLE_EXTENSIONS: &[&str] = &[
     "exe", "com", "scr", "pif", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
-    "cpl", "msi", "msp", "jar", "ps1", "lnk", "reg",
+    "cpl", "msi", "msp", "jar", "ps1", "lnk", "reg", "chm",
 ];
 
 pub const EXECUTABLE: Rule = Rule {
@@ -82,7 +82,7 @@ pub struct AttachmentPolicy {
     /// Extensions added to `executable_extensions`.
     pub extra_executable_extensions: Vec<String>,
     /// Also find executables by content (PE, ELF, Mach-O, MSI, Java class, `#!`
-    /// scripts) whatever their name.
+    /// scripts, CHM) whatever their name.
     pub check_content: bool,
 }
 
@@ -382,6 +382,7 @@ fn exec_kind(k: ExecKind) -> &'static str {
         ExecKind::Msi => "Windows Installer package",
         ExecKind::JavaClass => "Java class file",
         ExecKind::Script => "script (#!)",
+        ExecKind::Chm => "Compiled HTML Help (CHM)",
     }
 }
 

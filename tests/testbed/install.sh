@@ -52,6 +52,8 @@ PACKAGES_AND_FILES=(
     "xz-utils /usr/bin/xz"
     "python3-minimal /usr/bin/python3"
     "python3" # the standard library (email, smtplib) beside the interpreter
+    "qpdf /usr/bin/qpdf"       # PDF attachments (fixtures/carriers/make-carriers.sh)
+    "macutils /usr/bin/binhex" # BinHex 4.0 (fixtures/carriers/make-carriers.sh)
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "ca-certificates"
