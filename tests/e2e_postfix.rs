@@ -328,6 +328,10 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         "plain.7z",
         "google.com!bacgiang.gov.vn!1704067200!1704153599.zip",
         "rar5-plain.rar",
+        "rar3-subdirs.rar",
+        "rar5-subdirs.rar",
+        "plain.cab",
+        "plain.iso",
     ];
     let mut problems = Vec::new();
     for ((name, _, msg), report) in messages.iter().zip(&offline) {

@@ -54,6 +54,13 @@ PACKAGES_AND_FILES=(
     "python3" # the standard library (email, smtplib) beside the interpreter
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
+    "libarchive-dev /usr/include/archive.h" # the program links libarchive (cab, iso, rar, ...)
+    "gcab /usr/bin/gcab"                   # fixtures/archives/make-archives.sh: cab
+    "genisoimage /usr/bin/genisoimage"     # ... ISO 9660
+    "jlha-utils /usr/bin/jlha"             # ... LHA
+    "cpio /usr/bin/cpio"                   # ... cpio
+    "binutils /usr/bin/ar"                 # ... ar
+    "libarchive-tools /usr/bin/bsdtar"     # ... xar
     "ca-certificates"
     "prometheus /usr/bin/promtool" # checks /metrics output and the alert rules
     "procps /bin/ps /usr/bin/pgrep /usr/bin/pkill"
