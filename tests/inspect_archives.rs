@@ -489,6 +489,9 @@ fn truncated_libarchive_formats_are_uninspectable() {
         "exe-in.lzh",
         "exe-in.ar",
         "exe-in.cpio",
+        "rar5-plain.rar",
+        "rar3-subdirs.rar",
+        "rar5-subdirs.rar",
     ] {
         let whole = fixture(file);
         // Cut inside the PE's bytes: the second entry (or its data) is incomplete.

@@ -459,8 +459,10 @@ fn entries(
             );
             continue;
         }
+        // After a bomb the archive is not read on: skipping entries would mean
+        // decoding them.
         if listed_after_bomb(&header.name, declared, &mut opened, budget, sink) {
-            continue;
+            break;
         }
         if let Some(reason) = precheck(declared, packed, &header.name, budget) {
             let prefix = read_prefix(reader, budget);
