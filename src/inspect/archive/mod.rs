@@ -13,7 +13,8 @@
 //! [`PREFIX_LEN`] and last [`TAIL_LEN`] bytes, which is all its type needs
 //! (src/inspect/filetype.rs): a 400 MiB text file in a 7.8 MB zip costs about
 //! 400 KiB, not 400 MiB. The virus scanner is sent the attachments themselves,
-//! never entries (clamd unpacks archives on its own).
+//! never entries (clamd unpacks archives on its own, except RAR: Debian's clamd
+//! lacks the non-free unrar library).
 
 pub mod compress;
 pub mod libarchive;
