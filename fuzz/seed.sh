@@ -26,6 +26,7 @@ add mime_walk fixtures/messages/*.eml fixtures/forwarding/*.eml
 add archive_zip $A/*.zip $A/*.docx $A/*.xlsx $A/*.odt $A/*.jar
 add archive_7z $A/*.7z
 add archive_rar $A/*.rar
+add archive_libarchive $A/*.cab $A/*.iso $A/*.lzh $A/*.ar $A/*.cpio
 add archive_compress $A/*.gz $A/*.bz2 $A/*.xz
 add inspect_file $A/*
 add archive_tar $A/*.tar

@@ -8,6 +8,7 @@ use std::time::Instant;
 use std::io::Write;
 use std::sync::Arc;
 
+use congvu_milter::inspect::archive;
 use congvu_milter::inspect::budget::{Budget, MemoryAccount, MemoryShortfall};
 use congvu_milter::inspect::file::inspect_file;
 use congvu_milter::inspect::filetype::{
@@ -395,8 +396,129 @@ fn rar_entries_are_listed_with_names_and_no_encryption() {
         let names: Vec<_> = facts[1..].iter().filter_map(|f| f.name.clone()).collect();
         assert_eq!(names, expected, "{file}");
         assert!(facts.iter().all(|f| !f.encrypted), "{file}");
-        assert_eq!(facts[0].uninspectable, None, "{file}");
     }
+}
+
+#[test]
+fn compressed_rar_entries_are_unpacked_and_inspected() {
+    // Compressed text files (RAR 5 solid, RAR 4 and RAR 5 with sub-directories):
+    // their bytes are unpacked and handed on, and the archives pass.
+    for (file, kind) in [
+        ("rar5-plain.rar", ArchiveKind::Rar5),
+        ("rar3-subdirs.rar", ArchiveKind::Rar4),
+        ("rar5-subdirs.rar", ArchiveKind::Rar5),
+    ] {
+        assert_clean(&inspect(file));
+        let data = fixture(file);
+        let mut budget = Budget::new(&LimitsSection::default());
+        let mut unpacked = Vec::new();
+        let opened = archive::open(kind, Some(file), &data, &mut budget, &mut |_, entry| {
+            unpacked.push((entry.name, entry.data.map(<[u8]>::to_vec), entry.note));
+        });
+        assert_eq!(opened.uninspectable, None, "{file}");
+        assert_eq!(unpacked.len(), 4.min(unpacked.len()).max(2), "{file}");
+        for (name, bytes, note) in &unpacked {
+            assert_eq!(note, &None, "{file}: {name}");
+            let bytes = bytes.as_deref().unwrap_or_default();
+            assert!(!bytes.is_empty(), "{file}: {name} not unpacked");
+            assert!(
+                bytes
+                    .iter()
+                    .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()),
+                "{file}: {name}: {bytes:?}"
+            );
+        }
+    }
+    // rar5-plain.rar's first file is "000\n001\n..." (2048 bytes).
+    let facts = inspect("rar5-plain.rar");
+    assert_eq!(facts[1].size, 2048, "{facts:#?}");
+}
+
+#[test]
+fn rar_archives_libarchive_cannot_unpack_are_uninspectable() {
+    // A solid RAR 4 archive (libarchive 3.6 does not unpack those): listed, and
+    // reported rather than passed unread.
+    let facts = inspect("rar3-plain.rar");
+    let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("damaged rar archive"), "{facts:#?}");
+}
+
+// --- formats opened through libarchive ---
+
+#[test]
+fn executables_inside_cab_iso_lzh_ar_and_cpio_are_found_by_content() {
+    for (file, kind) in [
+        ("exe-in.cab", ArchiveKind::Cab),
+        ("exe-in.iso", ArchiveKind::Iso),
+        ("exe-in.lzh", ArchiveKind::Lha),
+        ("exe-in.ar", ArchiveKind::Ar),
+        ("exe-in.cpio", ArchiveKind::Cpio),
+    ] {
+        let facts = inspect(file);
+        assert_eq!(facts[0].kind, FileKind::Archive(kind), "{file}");
+        assert_eq!(facts[0].uninspectable, None, "{file}: {facts:#?}");
+        let found = executables(&facts);
+        assert_eq!(found.len(), 1, "{file}: {facts:#?}");
+        // The PE is named invoice.pdf (ISO 9660 without Rock Ridge would say
+        // INVOICE.PDF;1; Rock Ridge gives the real name).
+        assert_eq!(found[0].0, path(&[file, "invoice.pdf"]), "{file}");
+        assert_eq!(found[0].1, ExecKind::Pe);
+    }
+    // clam.exe in ClamAV's own cab and cpio test files.
+    for file in ["clam.cab", "clam.newc.cpio"] {
+        let facts = inspect(file);
+        assert_eq!(executables(&facts).len(), 1, "{file}: {facts:#?}");
+    }
+}
+
+#[test]
+fn plain_cab_and_iso_pass() {
+    for file in ["plain.cab", "plain.iso"] {
+        let facts = inspect(file);
+        assert_clean(&facts);
+        assert_eq!(facts.len(), 2, "{file}: {facts:#?}");
+        assert_eq!(facts[1].name.as_deref(), Some("readme.txt"));
+    }
+}
+
+#[test]
+fn truncated_libarchive_formats_are_uninspectable() {
+    for file in [
+        "exe-in.cab",
+        "exe-in.iso",
+        "exe-in.lzh",
+        "exe-in.ar",
+        "exe-in.cpio",
+        "rar5-plain.rar",
+        "rar3-subdirs.rar",
+        "rar5-subdirs.rar",
+    ] {
+        let whole = fixture(file);
+        // Cut inside the PE's bytes: the second entry (or its data) is incomplete.
+        let cut = &whole[..whole.len() * 3 / 4];
+        let facts = inspect_with(file, cut, &LimitsSection::default());
+        let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+        assert!(reason.starts_with("damaged "), "{file}: {facts:#?}");
+    }
+}
+
+#[test]
+fn libarchive_entries_keep_to_the_limits() {
+    // Entry limit: the second entry is not read.
+    let limits = LimitsSection {
+        max_archive_entries: 1,
+        ..LimitsSection::default()
+    };
+    let facts = inspect_with("exe-in.cab", &fixture("exe-in.cab"), &limits);
+    assert!(facts[0].uninspectable.is_some(), "{facts:#?}");
+    assert!(executables(&facts).is_empty());
+    // Byte limit: the PE is cut short; its first bytes still tell its type.
+    let limits = LimitsSection {
+        max_unpacked_size: ByteSize(300),
+        ..LimitsSection::default()
+    };
+    let facts = inspect_with("exe-in.cpio", &fixture("exe-in.cpio"), &limits);
+    assert!(facts[0].uninspectable.is_some(), "{facts:#?}");
 }
 
 // --- what cannot be inspected ---
@@ -404,10 +526,8 @@ fn rar_entries_are_listed_with_names_and_no_encryption() {
 #[test]
 fn unsupported_formats_are_uninspectable() {
     for (file, what) in [
-        ("clam.cab", "cab"),
         ("clam.arj", "arj"),
-        ("clam.newc.cpio", "cpio"),
-        ("image.iso", "iso"),
+        ("exe-in.xar", "xar"),
         ("disk.vhd", "vhd"),
     ] {
         let facts = inspect(file);
@@ -419,6 +539,11 @@ fn unsupported_formats_are_uninspectable() {
         let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
         assert!(reason.contains(what), "{file}: {reason}");
     }
+    // An ISO 9660 descriptor with nothing behind it.
+    let facts = inspect("image.iso");
+    assert_eq!(facts[0].kind, FileKind::Archive(ArchiveKind::Iso));
+    let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("damaged iso archive"), "{reason}");
 }
 
 #[test]
@@ -782,6 +907,12 @@ fn mutated_and_truncated_fixtures_never_panic() {
         "rar3-encrypted-files.rar",
         "rar5-subdirs.rar",
         "rar5-encrypted-files.rar",
+        "rar5-plain.rar",
+        "exe-in.cab",
+        "exe-in.iso",
+        "exe-in.lzh",
+        "exe-in.ar",
+        "exe-in.cpio",
         "report.docx",
         "minutes.odt",
         "clam.ole.doc",

@@ -1259,7 +1259,12 @@ fn debian_package_installs_and_its_policy_checks_clean() {
 
     let out = run(Command::new("dpkg-deb").arg("-I").arg(&deb), "dpkg");
     let info = String::from_utf8_lossy(&out.stdout).into_owned();
-    for field in ["Section: mail", "Priority: optional", "adduser"] {
+    for field in [
+        "Section: mail",
+        "Priority: optional",
+        "adduser",
+        "libarchive13",
+    ] {
         assert!(info.contains(field), "control lacks {field}:\n{info}");
     }
 

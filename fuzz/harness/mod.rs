@@ -24,7 +24,9 @@ use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
+use congvu_milter::inspect::archive::{
+    self, Entry, Opened, compress, libarchive, rar, sevenz, tar, zip,
+};
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{
@@ -308,16 +310,34 @@ pub fn archive_compress(data: &[u8]) {
     });
 }
 
-/// rar4 or rar5 by the magic; without one, both.
+/// rar4 or rar5 by the magic (without one, both): the header listing alone,
+/// then unpacking through libarchive.
 pub fn archive_rar(data: &[u8]) {
-    match filetype::archive_kind(data) {
-        Some(ArchiveKind::Rar4) => open_with(data, rar::open_rar4),
-        Some(ArchiveKind::Rar5) => open_with(data, rar::open_rar5),
-        _ => {
-            open_with(data, rar::open_rar4);
-            open_with(data, rar::open_rar5);
-        }
+    let kinds: &[ArchiveKind] = match filetype::archive_kind(data) {
+        Some(ArchiveKind::Rar4) => &[ArchiveKind::Rar4],
+        Some(ArchiveKind::Rar5) => &[ArchiveKind::Rar5],
+        _ => &[ArchiveKind::Rar4, ArchiveKind::Rar5],
+    };
+    for &kind in kinds {
+        open_with(data, |d, b, s| rar::open(kind, d, b, s));
+        open_with(data, |d, b, s| libarchive::open(kind, d, b, s));
     }
+}
+
+/// cab, ISO 9660, LHA, cpio or ar through libarchive: the one the magic says,
+/// else one picked by length.
+pub fn archive_libarchive(data: &[u8]) {
+    let kind = match filetype::archive_kind(data) {
+        Some(k) if libarchive::is_opened_here(k) => k,
+        _ => [
+            ArchiveKind::Cab,
+            ArchiveKind::Iso,
+            ArchiveKind::Lha,
+            ArchiveKind::Cpio,
+            ArchiveKind::Ar,
+        ][data.len() % 5],
+    };
+    open_with(data, |d, b, s| libarchive::open(kind, d, b, s));
 }
 
 /// `classify` and the recursive inspection of one file (archives in archives).
@@ -486,6 +506,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("archive_tar", archive_tar),
     ("archive_compress", archive_compress),
     ("archive_rar", archive_rar),
+    ("archive_libarchive", archive_libarchive),
     ("inspect_file", inspect_file),
     ("names", names),
     ("tnef", tnef),

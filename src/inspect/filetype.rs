@@ -356,7 +356,42 @@ fn archive_kind_at_start(data: &[u8]) -> Option<ArchiveKind> {
     if is_tar(data) {
         return Some(ArchiveKind::Tar);
     }
-    unsupported_kind(data).map(ArchiveKind::Unsupported)
+    libarchive_kind(data).or_else(|| unsupported_kind(data).map(ArchiveKind::Unsupported))
+}
+
+/// True when `data` holds `m` at `off`.
+fn bytes_at(data: &[u8], off: usize, m: &[u8]) -> bool {
+    off.checked_add(m.len())
+        .and_then(|end| data.get(off..end))
+        .is_some_and(|s| s == m)
+}
+
+/// Formats opened through libarchive (src/inspect/archive/libarchive.rs).
+fn libarchive_kind(data: &[u8]) -> Option<ArchiveKind> {
+    let starts = |m: &[u8]| data.starts_with(m);
+    let at = |off: usize, m: &[u8]| bytes_at(data, off, m);
+    if starts(b"MSCF\0\0\0\0") {
+        return Some(ArchiveKind::Cab);
+    }
+    // LHA/LZH: "-lh?-" / "-lz?-" at offset 2.
+    if data.len() > 7
+        && data[2] == b'-'
+        && data[3] == b'l'
+        && matches!(data[4], b'h' | b'z')
+        && data[6] == b'-'
+    {
+        return Some(ArchiveKind::Lha);
+    }
+    if [0x8001, 0x8801, 0x9001].iter().any(|o| at(*o, b"CD001")) {
+        return Some(ArchiveKind::Iso);
+    }
+    if starts(&[0xC7, 0x71]) || starts(&[0x71, 0xC7]) || starts(b"07070") {
+        return Some(ArchiveKind::Cpio);
+    }
+    if starts(b"!<arch>\n") {
+        return Some(ArchiveKind::Ar);
+    }
+    None
 }
 
 /// Disk images told by a footer in their last 512 bytes (`data` is the file, or
@@ -426,12 +461,9 @@ fn is_tar(data: &[u8]) -> bool {
 /// by a footer: [`footer_kind`].)
 fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     let starts = |m: &[u8]| data.starts_with(m);
-    let at = |off: usize, m: &[u8]| {
-        off.checked_add(m.len())
-            .and_then(|end| data.get(off..end))
-            .is_some_and(|s| s == m)
-    };
-    if starts(b"MSCF\0\0\0\0") || starts(b"ISc(") {
+    let at = |off: usize, m: &[u8]| bytes_at(data, off, m);
+    // InstallShield cabinets, which libarchive does not read.
+    if starts(b"ISc(") {
         return Some("cab");
     }
     // ARJ: 0x60 0xEA, then the basic header size (at most 2600).
@@ -441,14 +473,10 @@ fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     if at(7, b"**ACE**") {
         return Some("ace");
     }
-    // LHA/LZH: "-lh?-" / "-lz?-" at offset 2.
-    if data.len() > 7
-        && data[2] == b'-'
-        && data[3] == b'l'
-        && matches!(data[4], b'h' | b'z')
-        && data[6] == b'-'
-    {
-        return Some("lzh");
+    // xar: libarchive parses its whole table of contents (zlib-compressed XML)
+    // before handing out a first entry, beyond any limit set here.
+    if starts(b"xar!") {
+        return Some("xar");
     }
     if starts(b"vhdxfile") {
         return Some("vhdx");
@@ -456,20 +484,15 @@ fn unsupported_kind(data: &[u8]) -> Option<&'static str> {
     if starts(b"conectix") {
         return Some("vhd");
     }
-    if [0x8001, 0x8801, 0x9001]
-        .iter()
-        .any(|o| at(*o, b"CD001") || at(*o, b"BEA01"))
-    {
-        return Some("iso");
+    // UDF without an ISO 9660 bridge.
+    if [0x8001, 0x8801, 0x9001].iter().any(|o| at(*o, b"BEA01")) {
+        return Some("udf");
     }
     if is_disk_image(data) {
         return Some("img");
     }
     if starts(b"MSWIM\0\0\0") {
         return Some("wim");
-    }
-    if starts(&[0xC7, 0x71]) || starts(&[0x71, 0xC7]) || starts(b"07070") {
-        return Some("cpio");
     }
     if starts(&[0x28, 0xB5, 0x2F, 0xFD]) {
         return Some("zstd");
@@ -683,10 +706,21 @@ mod tests {
 
     #[test]
     fn archive_magics() {
+        assert_eq!(archive_kind(b"MSCF\0\0\0\0rest"), Some(ArchiveKind::Cab));
         assert_eq!(
-            archive_kind(b"MSCF\0\0\0\0rest"),
+            archive_kind(b"ISc(rest"),
             Some(ArchiveKind::Unsupported("cab"))
         );
+        assert_eq!(archive_kind(b"!<arch>\nrest"), Some(ArchiveKind::Ar));
+        assert_eq!(archive_kind(b"070701rest"), Some(ArchiveKind::Cpio));
+        assert_eq!(archive_kind(b"xx-lh5-rest"), Some(ArchiveKind::Lha));
+        assert_eq!(
+            archive_kind(b"xar!rest"),
+            Some(ArchiveKind::Unsupported("xar"))
+        );
+        let mut iso = vec![0u8; 0x8001];
+        iso.extend(b"CD001");
+        assert_eq!(archive_kind(&iso), Some(ArchiveKind::Iso));
         assert_eq!(archive_kind(b"Rar!\x1a\x07\x00xx"), Some(ArchiveKind::Rar4));
         assert_eq!(
             archive_kind(b"Rar!\x1a\x07\x01\x00x"),

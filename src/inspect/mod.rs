@@ -73,7 +73,18 @@ pub enum ArchiveKind {
     Xz,
     Rar4,
     Rar5,
-    /// Recognised but cannot be opened here: cab, arj, ace, lzh, iso, img, vhd, vhdx.
+    /// Microsoft cabinet (`MSCF`).
+    Cab,
+    /// ISO 9660 image.
+    Iso,
+    /// LHA/LZH.
+    Lha,
+    /// cpio (binary, odc, newc).
+    Cpio,
+    /// Unix ar (also .deb packages).
+    Ar,
+    /// Recognised but cannot be opened here: InstallShield cab, arj, ace, xar,
+    /// img, vhd, vhdx, wim, zstd, lzip.
     Unsupported(&'static str),
 }
 

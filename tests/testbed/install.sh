@@ -56,6 +56,13 @@ PACKAGES_AND_FILES=(
     "macutils /usr/bin/binhex" # BinHex 4.0 (fixtures/carriers/make-carriers.sh)
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
+    "libarchive-dev /usr/include/archive.h" # the program links libarchive (cab, iso, rar, ...)
+    "gcab /usr/bin/gcab"                   # fixtures/archives/make-archives.sh: cab
+    "genisoimage /usr/bin/genisoimage"     # ... ISO 9660
+    "jlha-utils /usr/bin/jlha"             # ... LHA
+    "cpio /usr/bin/cpio"                   # ... cpio
+    "binutils /usr/bin/ar"                 # ... ar
+    "libarchive-tools /usr/bin/bsdtar"     # ... xar
     "ca-certificates"
     "prometheus /usr/bin/promtool" # checks /metrics output and the alert rules
     "rspamd /usr/bin/rspamd /usr/bin/rspamadm /etc/rspamd/rspamd.conf" # the spam filter chained after the milter (contrib/rspamd)

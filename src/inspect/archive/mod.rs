@@ -13,9 +13,11 @@
 //! [`PREFIX_LEN`] and last [`TAIL_LEN`] bytes, which is all its type needs
 //! (src/inspect/filetype.rs): a 400 MiB text file in a 7.8 MB zip costs about
 //! 400 KiB, not 400 MiB. The virus scanner is sent the attachments themselves,
-//! never entries (clamd unpacks archives on its own).
+//! never entries (clamd unpacks archives on its own, except RAR: Debian's clamd
+//! lacks the non-free unrar library).
 
 pub mod compress;
+pub mod libarchive;
 pub mod rar;
 pub mod sevenz;
 pub mod tar;
@@ -55,7 +57,7 @@ pub struct Entry<'a> {
     /// The unpacked bytes: all of them; with `tail` set, the first
     /// [`PREFIX_LEN`] of them (the entry was read as a stream, not held); with
     /// `note` set, a prefix (a limit was hit) or nothing (an encrypted entry, a
-    /// rar entry left to ClamAV, a damaged one).
+    /// damaged one); or nothing at all for a rar entry that is only listed.
     pub data: Option<&'a [u8]>,
     /// For an entry read as a stream: its last bytes (at most [`TAIL_LEN`]).
     pub tail: Option<&'a [u8]>,
@@ -100,12 +102,12 @@ pub fn open(
         ArchiveKind::Gzip | ArchiveKind::Bzip2 | ArchiveKind::Xz => {
             compress::open(kind, name, data, budget, sink)
         }
-        ArchiveKind::Rar4 => rar::open_rar4(data, budget, sink),
-        ArchiveKind::Rar5 => rar::open_rar5(data, budget, sink),
         ArchiveKind::Unsupported(what) => Opened {
             encrypted: false,
             uninspectable: Some(format!("{what} archives cannot be opened here")),
         },
+        // RAR, cab, ISO 9660, LHA, cpio, ar.
+        _ => libarchive::open(kind, data, budget, sink),
     }
 }
 
@@ -120,6 +122,11 @@ pub fn format_name(kind: ArchiveKind) -> &'static str {
         ArchiveKind::Xz => "xz",
         ArchiveKind::Rar4 => "rar4",
         ArchiveKind::Rar5 => "rar5",
+        ArchiveKind::Cab => "cab",
+        ArchiveKind::Iso => "iso",
+        ArchiveKind::Lha => "lzh",
+        ArchiveKind::Cpio => "cpio",
+        ArchiveKind::Ar => "ar",
         ArchiveKind::Unsupported(what) => what,
     }
 }

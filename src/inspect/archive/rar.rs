@@ -1,8 +1,9 @@
-//! RAR 4 (also RAR 2.9/3.x) and RAR 5: our own bounded header parser, because no
-//! RAR decoder exists under a licence this project can ship. It gives the entries'
-//! names, sizes and encryption; the contents are left to ClamAV — except entries
-//! stored without compression (`rar -m0`), whose bytes sit in the archive as they
-//! are and are inspected like any other entry.
+//! RAR 4 (also RAR 2.9/3.x) and RAR 5 headers: our own bounded parser. It gives
+//! the entries' names, sizes, encryption and dictionary sizes. Archives are
+//! unpacked through libarchive (libarchive.rs), which calls [`survey`] first: an
+//! encrypted archive, or one whose dictionary is over the decoder memory limit,
+//! is only listed here ([`open`]) — names, encryption, and the entries stored
+//! without compression (`rar -m0`), whose bytes sit in the archive as they are.
 //!
 //! RAR 4 (technote of RAR 3.x/4.x): marker `Rar!\x1a\x07\x00`, then blocks of
 //! `crc u16, type u8, flags u16, size u16 [, add_size u32]`. The main header
@@ -16,6 +17,7 @@
 //! encrypted file.
 
 use super::{Entry, Opened, Sink};
+use crate::inspect::ArchiveKind;
 use crate::inspect::budget::Budget;
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
@@ -28,18 +30,76 @@ fn u32_at(d: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// One file as its header describes it.
+pub struct FileHeader<'a> {
+    pub name: String,
+    pub size: u64,
+    pub encrypted: bool,
+    /// Its bytes, when stored without compression (and not split or encrypted).
+    pub stored: Option<&'a [u8]>,
+    /// The dictionary its decoder needs (0 when stored).
+    pub dictionary: u64,
+}
+
+/// Called for each file of the archive; false stops the walk.
+type OnFile<'f> = dyn FnMut(&mut Budget, FileHeader<'_>, &mut Opened) -> bool + 'f;
+
+/// What the headers of a RAR archive say before anything is unpacked.
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub encrypted: bool,
+    /// The largest dictionary of its compressed files.
+    pub dictionary: u64,
+    /// Why its headers could not all be read.
+    pub damaged: Option<String>,
+}
+
+/// Walks the headers of a RAR archive of `kind` without unpacking or listing.
+pub fn survey(kind: ArchiveKind, data: &[u8], budget: &mut Budget) -> Survey {
+    let mut dictionary = 0;
+    let mut on_file = |_: &mut Budget, file: FileHeader<'_>, _: &mut Opened| {
+        dictionary = dictionary.max(file.dictionary);
+        true
+    };
+    let opened = walk(kind, data, budget, &mut on_file);
+    Survey {
+        encrypted: opened.encrypted,
+        dictionary,
+        damaged: opened.uninspectable,
+    }
+}
+
+/// Lists a RAR archive of `kind` (see the module documentation).
+pub fn open(kind: ArchiveKind, data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
+    let mut on_file = |budget: &mut Budget, file: FileHeader<'_>, opened: &mut Opened| {
+        emit(file, budget, sink, opened)
+    };
+    walk(kind, data, budget, &mut on_file)
+}
+
+fn walk(kind: ArchiveKind, data: &[u8], budget: &mut Budget, on_file: &mut OnFile<'_>) -> Opened {
+    if kind == ArchiveKind::Rar5 {
+        walk_rar5(data, budget, on_file)
+    } else {
+        walk_rar4(data, budget, on_file)
+    }
+}
+
 /// Hands a listed entry to the sink: stored entries with their bytes, others
-/// without (left to ClamAV).
-#[allow(clippy::too_many_arguments)]
+/// without.
 fn emit(
-    name: String,
-    size: u64,
-    encrypted: bool,
-    stored_data: Option<&[u8]>,
+    file: FileHeader<'_>,
     budget: &mut Budget,
     sink: &mut Sink<'_>,
     opened: &mut Opened,
 ) -> bool {
+    let FileHeader {
+        name,
+        size,
+        encrypted,
+        stored: stored_data,
+        ..
+    } = file;
     if let Err(reason) = budget.take_entry() {
         opened.problem(reason);
         return false;
@@ -65,8 +125,7 @@ fn emit(
 const RAR4_MARKER: &[u8] = b"Rar!\x1a\x07\x00";
 const RAR5_MARKER: &[u8] = b"Rar!\x1a\x07\x01\x00";
 
-/// Lists a RAR 4 archive.
-pub fn open_rar4(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
+fn walk_rar4(data: &[u8], budget: &mut Budget, on_file: &mut OnFile<'_>) -> Opened {
     let mut opened = Opened::default();
     let mut pos = RAR4_MARKER.len();
     if !data.starts_with(RAR4_MARKER) {
@@ -159,7 +218,20 @@ pub fn open_rar4(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opene
                             })
                             .flatten()
                             .filter(|d| d.len() as u64 == size);
-                        if !emit(name, size, encrypted, stored, budget, sink, &mut opened) {
+                        // Bits 5-7 of the flags: a 64 KiB << n dictionary.
+                        let dictionary = if method == 0x30 {
+                            0
+                        } else {
+                            (64 * 1024) << ((flags >> 5) & 7)
+                        };
+                        let file = FileHeader {
+                            name,
+                            size,
+                            encrypted,
+                            stored,
+                            dictionary,
+                        };
+                        if !on_file(budget, file, &mut opened) {
                             break;
                         }
                     }
@@ -263,8 +335,7 @@ fn vint(d: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// Lists a RAR 5 archive.
-pub fn open_rar5(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
+fn walk_rar5(data: &[u8], budget: &mut Budget, on_file: &mut OnFile<'_>) -> Opened {
     let mut opened = Opened::default();
     if !data.starts_with(RAR5_MARKER) {
         opened.problem("damaged rar archive: no RAR 5 marker");
@@ -276,7 +347,7 @@ pub fn open_rar5(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opene
             opened.problem(reason);
             break;
         }
-        match rar5_block(data, pos, budget, sink, &mut opened) {
+        match rar5_block(data, pos, budget, on_file, &mut opened) {
             Rar5Step::Next(n) if n > pos => pos = n,
             Rar5Step::Next(_) => {
                 opened.problem("damaged rar archive: header size out of range");
@@ -302,7 +373,7 @@ fn rar5_block(
     data: &[u8],
     start: usize,
     budget: &mut Budget,
-    sink: &mut Sink<'_>,
+    on_file: &mut OnFile<'_>,
     opened: &mut Opened,
 ) -> Rar5Step {
     use Rar5Step::{Damaged, End, Next};
@@ -393,7 +464,23 @@ fn rar5_block(
                 } else {
                     unpacked
                 };
-                if !emit(name, size, encrypted, stored, budget, sink, opened) {
+                // Bits 10-14 of the compression information: a 128 KiB << n
+                // dictionary (n above 15 only from RAR 7, which libarchive lacks).
+                let dictionary = if method == 0 {
+                    0
+                } else {
+                    (128u64 * 1024)
+                        .checked_shl(((compression >> 10) & 0x1F) as u32)
+                        .unwrap_or(u64::MAX)
+                };
+                let file = FileHeader {
+                    name,
+                    size,
+                    encrypted,
+                    stored,
+                    dictionary,
+                };
+                if !on_file(budget, file, opened) {
                     return End;
                 }
             }
@@ -484,11 +571,20 @@ mod tests {
     }
 
     fn rar5_block(body: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 4]; // CRC, not checked
-        b.extend(v(body.len() as u64));
-        b.extend(body);
+        let mut header = v(body.len() as u64);
+        header.extend(body);
+        let mut b = crc32fast::hash(&header).to_le_bytes().to_vec();
+        b.extend(header);
         b.extend(data);
         b
+    }
+
+    /// A RAR 4 block with its header CRC (the low half of the CRC32 of the
+    /// header after the CRC field).
+    fn rar4_block(mut header: Vec<u8>) -> Vec<u8> {
+        let crc = crc32fast::hash(&header[2..]) as u16;
+        header[..2].copy_from_slice(&crc.to_le_bytes());
+        header
     }
 
     /// A RAR 5 archive with one file; `method` 0 is stored.
@@ -523,23 +619,24 @@ mod tests {
     /// A RAR 4 archive with one file; method 0x30 is stored.
     fn rar4(name: &str, data: &[u8], method: u8, flags: u16) -> Vec<u8> {
         let mut out = RAR4_MARKER.to_vec();
-        out.extend([0, 0, 0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend(rar4_block(vec![0, 0, 0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0]));
         let head_size = 32 + name.len() as u16;
-        out.extend([0, 0, 0x74]);
-        out.extend((flags | 0x8000).to_le_bytes());
-        out.extend(head_size.to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.push(2); // host OS
-        out.extend([0u8; 4]); // CRC
-        out.extend([0u8; 4]); // time
-        out.push(29);
-        out.push(method);
-        out.extend((name.len() as u16).to_le_bytes());
-        out.extend([0x20, 0, 0, 0]);
-        out.extend(name.as_bytes());
+        let mut head = vec![0, 0, 0x74];
+        head.extend((flags | 0x8000).to_le_bytes());
+        head.extend(head_size.to_le_bytes());
+        head.extend((data.len() as u32).to_le_bytes());
+        head.extend((data.len() as u32).to_le_bytes());
+        head.push(2); // host OS
+        head.extend(crc32fast::hash(data).to_le_bytes());
+        head.extend([0u8; 4]); // time
+        head.push(29);
+        head.push(method);
+        head.extend((name.len() as u16).to_le_bytes());
+        head.extend([0x20, 0, 0, 0]);
+        head.extend(name.as_bytes());
+        out.extend(rar4_block(head));
         out.extend(data);
-        out.extend([0, 0, 0x7B, 0, 0x40, 7, 0]);
+        out.extend(rar4_block(vec![0, 0, 0x7B, 0, 0x40, 7, 0]));
         out
     }
 
@@ -558,17 +655,28 @@ mod tests {
     }
 
     #[test]
-    fn compressed_rar_entries_are_listed_only() {
+    fn compressed_rar_entries_that_do_not_decode_are_uninspectable() {
         for archive in [
-            rar5("a.exe", &pe(), 3, false),
-            rar4("a.exe", &pe(), 0x33, 0),
+            rar5("a.txt", &pe(), 3, false),
+            rar4("a.txt", &pe(), 0x33, 0),
         ] {
             let facts = run(&archive);
-            assert_eq!(facts.len(), 2, "{facts:#?}");
-            assert_eq!(facts[1].name.as_deref(), Some("a.exe"));
-            assert_eq!(facts[1].size, 256);
-            assert!(!matches!(facts[1].kind, FileKind::Executable(_)));
+            let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+            assert!(reason.starts_with("damaged rar archive"), "{facts:#?}");
         }
+    }
+
+    #[test]
+    fn dictionary_over_the_limit_is_refused_from_the_header() {
+        // RAR 5 compression information: method 3, dictionary 128 KiB << 11 = 256 MiB.
+        let archive = rar5("a.txt", &pe(), 3 | (11 << 3), false);
+        let mut b = Budget::new(&LimitsSection::default());
+        let survey = survey(ArchiveKind::Rar5, &archive, &mut b);
+        assert_eq!(survey.dictionary, 256 * 1024 * 1024);
+        let facts = run(&archive);
+        let reason = facts[0].uninspectable.as_deref().unwrap_or_default();
+        assert!(reason.contains("decoder memory"), "{facts:#?}");
+        assert_eq!(facts[1].name.as_deref(), Some("a.txt"));
     }
 
     #[test]
