@@ -48,6 +48,18 @@ for path in ["fixtures/messages/fail-tnef-winmail.eml"]:
             open(os.path.join(out, f"tnef{i}.dat"), "wb").write(data)
 PY
 add tnef "$tmp"/tnef*.dat
+
+# CMS bodies out of the S/MIME fixture messages (base64 decoded).
+python3 - "$tmp" <<'PY'
+import email, glob, sys, os
+out = sys.argv[1]
+for path in glob.glob("fixtures/messages/*smime*.eml"):
+    for i, part in enumerate(email.message_from_binary_file(open(path, "rb")).walk()):
+        data = part.get_payload(decode=True)
+        if data and data[:1] == b"\x30":
+            open(os.path.join(out, f"cms-{os.path.basename(path)}-{i}.der"), "wb").write(data)
+PY
+add cms "$tmp"/cms-*.der
 add inspect_file "$tmp"/tnef*.dat
 add uuencode fixtures/messages/fail-uuencoded-exe.eml
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'

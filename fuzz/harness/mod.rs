@@ -27,7 +27,7 @@ use bytes::BytesMut;
 use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
-use congvu_milter::inspect::{ArchiveKind, filetype, inspect_message, names, tnef, uuencode};
+use congvu_milter::inspect::{ArchiveKind, cms, filetype, inspect_message, names, tnef, uuencode};
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::milter::codec::{
@@ -359,6 +359,14 @@ pub fn names(data: &[u8]) {
     }
 }
 
+/// The CMS (S/MIME) reader: BER with indefinite lengths and chunked content.
+/// What it gives back is never longer than its input.
+pub fn cms(data: &[u8]) {
+    if let Ok(cms::Pkcs7::Signed(content)) = cms::read_content_info(data) {
+        assert!(content.len() <= data.len());
+    }
+}
+
 pub fn tnef(data: &[u8]) {
     let t = tnef::parse_tnef(data, 100);
     for a in &t.attachments {
@@ -468,6 +476,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("inspect_file", inspect_file),
     ("names", names),
     ("tnef", tnef),
+    ("cms", cms),
     ("uuencode", uuencode),
     ("policy_toml", policy_toml),
     ("forwarding", forwarding),

@@ -50,6 +50,8 @@ use super::transfer::{decode_base64, decode_quoted_printable};
 use super::{FileFacts, FileKind, Inspection, ScanPart, Signature, tnef, uuencode};
 use crate::policy::LimitsSection;
 
+mod sealed;
+
 /// Multipart levels allowed beyond two per attached message (each attached
 /// message usually brings one or two levels of its own).
 const EXTRA_NESTING: u32 = 32;
@@ -170,6 +172,18 @@ struct PartHeaders {
     over_limit: Vec<String>,
 }
 
+impl PartHeaders {
+    /// The `protocol` of a `multipart/signed` or `multipart/encrypted`, in
+    /// lower case.
+    fn protocol(&self) -> String {
+        self.content_type
+            .as_ref()
+            .and_then(|ct| ct.param("protocol"))
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    }
+}
+
 struct Walker<'l> {
     limits: &'l LimitsSection,
     budget: Budget,
@@ -278,6 +292,10 @@ impl<'l> Walker<'l> {
         };
         let (major, minor) = ctype.split_once('/').unwrap_or((ctype, ""));
 
+        if major == "multipart" && minor == "encrypted" {
+            self.encrypted_multipart(&item, &headers, body);
+            return;
+        }
         if major == "multipart"
             && let Some(boundary) = headers
                 .content_type
@@ -303,12 +321,7 @@ impl<'l> Walker<'l> {
             }
             if !children.is_empty() {
                 if item.msg_depth == 0 && minor == "signed" {
-                    let protocol = headers
-                        .content_type
-                        .as_ref()
-                        .and_then(|ct| ct.param("protocol"))
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
+                    let protocol = headers.protocol();
                     match protocol.as_str() {
                         "application/pkcs7-signature" | "application/x-pkcs7-signature" => {
                             self.signed(Signature::Smime)
@@ -339,6 +352,9 @@ impl<'l> Walker<'l> {
             return;
         }
 
+        let Some(item) = self.pkcs7(item, &headers, ctype, body.clone(), stack) else {
+            return;
+        };
         self.leaf(&item, &headers, ctype, body);
     }
 
@@ -359,6 +375,21 @@ impl<'l> Walker<'l> {
                 (Src::Shared(bytes), 0..len)
             }
         };
+        self.enter_message(item, headers, "message/rfc822", src, range, stack);
+    }
+
+    /// Records a message carried by a part (an attached message, the content
+    /// of an opaque S/MIME signature) as a file of type `kind` and puts it on
+    /// the stack to be walked like the message itself, one message level down.
+    fn enter_message<'a>(
+        &mut self,
+        item: Item<'a>,
+        headers: &PartHeaders,
+        kind: &str,
+        src: Src<'a>,
+        range: Range<usize>,
+        stack: &mut Vec<Item<'a>>,
+    ) {
         let size = range.len() as u64;
         let name = headers.names.first().map(|n| truncate(n));
         let label = name
@@ -379,7 +410,7 @@ impl<'l> Walker<'l> {
                 path: path.to_vec(),
                 name: name.clone(),
                 size,
-                kind: FileKind::Other("message/rfc822".to_owned()),
+                kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: None,
             },

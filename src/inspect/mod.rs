@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod budget;
+pub mod cms;
 pub mod file;
 pub mod filetype;
 pub mod mime;

@@ -52,6 +52,8 @@ PACKAGES_AND_FILES=(
     "xz-utils /usr/bin/xz"
     "python3-minimal /usr/bin/python3"
     "python3" # the standard library (email, smtplib) beside the interpreter
+    "openssl /usr/bin/openssl" # S/MIME fixtures (fixtures/messages/make-sealed.sh)
+    "gpg /usr/bin/gpg"         # PGP/MIME fixture (fixtures/messages/make-sealed.sh)
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "ca-certificates"
