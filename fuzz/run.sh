@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 SECONDS_PER_TARGET=${1:-600}
 shift || true
 ALL=(milter_codec milter_session mime_walk archive_zip archive_7z archive_rar inspect_file
-     archive_tar archive_compress names tnef uuencode policy_toml forwarding cms)
+     archive_tar archive_compress names tnef uuencode policy_toml forwarding cms archive_ole)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-2}

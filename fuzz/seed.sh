@@ -29,6 +29,7 @@ add archive_rar $A/*.rar
 add archive_compress $A/*.gz $A/*.bz2 $A/*.xz
 add inspect_file $A/*
 add archive_tar $A/*.tar
+add archive_ole $A/*.doc $A/*.ppt $A/*.msg
 tmp=$(mktemp -d)
 for f in $A/*.tar.gz; do gzip -dc "$f" > "$tmp/$(basename "$f" .gz)" 2>/dev/null || true; done
 for f in $A/*.tar.bz2; do bzip2 -dc "$f" > "$tmp/$(basename "$f" .bz2)" 2>/dev/null || true; done

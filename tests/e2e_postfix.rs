@@ -328,6 +328,9 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         "plain.7z",
         "google.com!bacgiang.gov.vn!1704067200!1704153599.zip",
         "rar5-plain.rar",
+        "embedded-objects.docx",
+        "embedded-objects.doc",
+        "plain.msg",
     ];
     let mut problems = Vec::new();
     for ((name, _, msg), report) in messages.iter().zip(&offline) {

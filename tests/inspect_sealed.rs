@@ -8,6 +8,8 @@ use congvu_milter::inspect::{FileKind, Signature, inspect_message};
 use congvu_milter::policy::{LimitsSection, Policy};
 use congvu_milter::rules::attachments::evaluate;
 
+use crate::inspect_archives::Rng;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/messages")
@@ -162,13 +164,8 @@ fn mangled_cms_bodies_never_panic_nor_grow() {
             read_content_info(&original),
             Ok(Pkcs7::Signed(_) | Pkcs7::Encrypted)
         ));
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below.max(1) as u64) as usize
-        };
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut next = |below: usize| rng.below(below);
         for round in 0..3000 {
             let mut data = original.clone();
             match round % 3 {

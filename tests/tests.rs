@@ -24,6 +24,7 @@ mod fuzz_regressions;
 mod hostile_peers;
 mod inspect_archives;
 mod inspect_messages;
+mod inspect_ole;
 mod inspect_sealed;
 mod milter_session;
 mod miltertest;

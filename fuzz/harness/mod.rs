@@ -24,7 +24,7 @@ use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use congvu_milter::inspect::archive::{self, Entry, Opened, compress, rar, sevenz, tar, zip};
+use congvu_milter::inspect::archive::{self, Entry, Opened, compress, ole, rar, sevenz, tar, zip};
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{ArchiveKind, cms, filetype, inspect_message, names, tnef, uuencode};
@@ -295,6 +295,15 @@ pub fn archive_tar(data: &[u8]) {
     open_with(data, tar::open);
 }
 
+/// The OLE2 opener (Package objects, Outlook attachments, embedded objects)
+/// and the Package layout alone.
+pub fn archive_ole(data: &[u8]) {
+    open_with(data, ole::open);
+    if let Some(p) = ole::parse_package(data) {
+        assert!(p.data.end <= data.len() && p.data.start <= p.data.end);
+    }
+}
+
 /// gzip, bzip2 or xz: the one the magic says, else one picked by length.
 pub fn archive_compress(data: &[u8]) {
     let kind = match filetype::archive_kind(data) {
@@ -473,6 +482,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("archive_tar", archive_tar),
     ("archive_compress", archive_compress),
     ("archive_rar", archive_rar),
+    ("archive_ole", archive_ole),
     ("inspect_file", inspect_file),
     ("names", names),
     ("tnef", tnef),

@@ -50,16 +50,19 @@ pub fn inspect_file(
         },
         budget,
     );
+    // `None`: an OLE2 container (src/inspect/archive/ole.rs).
     let format = match &kind {
         FileKind::Archive(ArchiveKind::Unsupported(what)) => {
             out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
             return;
         }
-        FileKind::Archive(k) => *k,
+        FileKind::Archive(k) => Some(*k),
         // Zip-based documents: their entries are inspected too.
         FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
-            ArchiveKind::Zip
+            Some(ArchiveKind::Zip)
         }
+        // OLE2 documents and messages: embedded objects and attachments.
+        FileKind::Document(_) if !encrypted_doc && filetype::is_ole2(data) => None,
         _ => return,
     };
     if depth >= budget.max_depth {
@@ -123,14 +126,15 @@ pub fn inspect_file(
         );
     };
 
-    let opened = catch_unwind(AssertUnwindSafe(|| {
-        archive::open(format, name, data, budget, &mut sink)
+    let opened = catch_unwind(AssertUnwindSafe(|| match format {
+        Some(format) => archive::open(format, name, data, budget, &mut sink),
+        None => archive::ole::open(data, budget, &mut sink),
     }))
     .unwrap_or_else(|_| Opened {
         encrypted: false,
         uninspectable: Some(format!(
             "damaged {} archive: the decoder failed",
-            archive::format_name(format)
+            format.map_or("OLE2", archive::format_name)
         )),
     });
     budget.ancestors.pop();

@@ -16,6 +16,7 @@
 //! never entries (clamd unpacks archives on its own).
 
 pub mod compress;
+pub mod ole;
 pub mod rar;
 pub mod sevenz;
 pub mod tar;
