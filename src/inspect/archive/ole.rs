@@ -14,7 +14,9 @@
 //!   (an OLE2 object embedded in a .doc's `ObjectPool`, an OOXML `Package`
 //!   stream, an executable hidden in a stream): the sink opens it again.
 //!   Streams that are plain data (text, pictures, tables) are read, typed and
-//!   dropped, so an ordinary document gives no entries.
+//!   dropped, so an ordinary document gives no entries; types told by two or
+//!   three bytes only are taken for data there, and a .msg's MAPI property
+//!   streams are not read at all (see [`worth_inspecting`]).
 //!
 //! Reading goes through [`read_entry`] (budget, ratio cap, clock); the reader's
 //! own tables are held from the budget at the file's size, their upper bound.
@@ -23,9 +25,9 @@ use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use super::{Entry, Keep, Opened, Sink, Unpacked, deliver, deliver_slice, read_entry};
-use crate::inspect::FileKind;
 use crate::inspect::budget::Budget;
 use crate::inspect::filetype;
+use crate::inspect::{ArchiveKind, ExecKind, FileKind};
 
 const OLE10_NATIVE: &str = "\u{1}Ole10Native";
 const ATTACHMENT_PREFIX: &str = "__attach_version1.0_#";
@@ -93,7 +95,7 @@ fn walk(
                 .unwrap_or(shown);
             let stream = read(&mut file, path, Keep::AsNeeded, budget);
             take_and_deliver(label, stream, opened, budget, sink);
-        } else {
+        } else if !is_mapi_property(name) {
             let stream = read(&mut file, path, Keep::AsNeeded, budget);
             if carries_something(&stream) {
                 take_and_deliver(shown, stream, opened, budget, sink);
@@ -139,7 +141,27 @@ fn carries_something(stream: &Unpacked) -> bool {
         Some(tail) => filetype::classify_streamed(&stream.data, tail, stream.total),
         None => filetype::classify(&stream.data),
     };
-    !matches!(kind, FileKind::Other(_))
+    worth_inspecting(&kind)
+}
+
+/// Whether a stream of this type is inspected as a file. The types told by
+/// two or three bytes (a `#!` script, cpio, arj, lzh) are left out: binary
+/// data (picture headers, random ids) starts that way now and then, and no
+/// Office application runs or unpacks a stream that does.
+fn worth_inspecting(kind: &FileKind) -> bool {
+    match kind {
+        FileKind::Executable(ExecKind::Script) => false,
+        FileKind::Archive(ArchiveKind::Unsupported(_)) => false,
+        FileKind::Executable(_) | FileKind::Archive(_) | FileKind::Document(_) => true,
+        FileKind::Other(_) => false,
+    }
+}
+
+/// MAPI property streams of a .msg (`__substg1.0_…`, `__properties_version1.0`,
+/// the named-property map): data by definition; the one that carries a file
+/// (an attachment's `37010102`) is read apart.
+fn is_mapi_property(name: &str) -> bool {
+    name.starts_with("__")
 }
 
 fn take_and_deliver(
@@ -202,8 +224,7 @@ fn package(
     let Some(package) = parsed else {
         // Not a Package: the native data after the size field is typed.
         let native = stream.data.get(4..).unwrap_or(&[]);
-        if !matches!(filetype::classify(native), FileKind::Other(_)) && budget.take_entry().is_ok()
-        {
+        if worth_inspecting(&filetype::classify(native)) && budget.take_entry().is_ok() {
             deliver_slice(shown, native, budget, sink);
         }
         return stream.discard(budget);
@@ -334,6 +355,38 @@ mod tests {
         let mut out = Vec::new();
         stream.read_to_end(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn streams_are_entries_only_when_they_carry_something() {
+        use crate::inspect::file::inspect_file;
+        use crate::policy::LimitsSection;
+        use std::io::Write;
+        let pe = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/archives/clam.exe"
+        ))
+        .unwrap();
+        let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        for (name, data) in [
+            ("/WordDocument", &b"\xEC\xA5text"[..]),
+            // Binary data that starts like cpio or a script: data here.
+            ("/Data", b"\x71\xC7\x01\x02picture"),
+            ("/1Table", b"#!table"),
+            ("/__substg1.0_0FFF0102", &pe),
+            ("/Hidden", &pe),
+        ] {
+            cf.create_stream(name).unwrap().write_all(data).unwrap();
+        }
+        cf.flush().unwrap();
+        let doc = cf.into_inner().into_inner();
+        let mut budget = Budget::new(&LimitsSection::default());
+        let mut out = Vec::new();
+        inspect_file(vec!["a.doc".into()], None, &doc, 0, &mut budget, &mut out);
+        let paths: Vec<_> = out.iter().map(|f| f.path.join(" > ")).collect();
+        assert_eq!(paths, ["a.doc", "a.doc > Hidden"]);
+        assert_eq!(out[1].kind, FileKind::Executable(ExecKind::Pe));
+        assert!(out.iter().all(|f| f.uninspectable.is_none()), "{out:#?}");
     }
 
     #[test]
