@@ -188,3 +188,17 @@ fn mangled_cms_bodies_never_panic_nor_grow() {
         }
     }
 }
+
+#[test]
+fn a_file_signed_by_itself_is_checked_under_its_own_name() {
+    // cai-dat.js.p7m holds the script cai-dat.js, no MIME headers: its
+    // content is text, so only its name tells what it is.
+    assert_eq!(
+        violations(&fixture("fail-p7m-signed-script.eml")),
+        [(
+            "executable".to_owned(),
+            "cai-dat.js.p7m > cai-dat.js".to_owned(),
+            String::new()
+        )]
+    );
+}

@@ -1,6 +1,6 @@
 //! Everything about one file's bytes: its real type, and for an archive (or a
-//! zip-based document) every entry inside, recursively, within the [`Budget`]
-//! (src/inspect/budget.rs).
+//! zip-based document, or an OLE2 document or message) every entry inside,
+//! recursively, within the [`Budget`] (src/inspect/budget.rs).
 //!
 //! Entries arrive whole only when they must be opened; the others arrive as their
 //! first and last bytes (src/inspect/archive/mod.rs) and are typed from those.
@@ -16,8 +16,9 @@ use super::budget::Budget;
 use super::filetype::{self, OFFICE_ENCRYPTED};
 use super::{ArchiveKind, FileFacts, FileKind};
 
-/// Pushes the facts of this file onto `out` and, when it is an archive or a
-/// zip-based document, the facts of every entry inside, recursively. `path` is
+/// Pushes the facts of this file onto `out` and, when it is an archive, a
+/// zip-based document or an OLE2 file, the facts of every entry inside
+/// (embedded files and objects, attachments of a .msg), recursively. `path` is
 /// where the file sits (attachment name, then entry names, this file's last);
 /// `depth` is 0 for an attachment and one more per archive level.
 ///

@@ -2,7 +2,9 @@
 //!
 //! Multipart at any depth, attached messages (`message/rfc822`, `message/global`,
 //! parts of `multipart/digest`) at any depth up to `[limits] max_message_depth`,
-//! named inline parts, uuencoded blocks in text, and the files inside TNEF. Broken
+//! named inline parts, uuencoded blocks in text, the files inside TNEF, and the
+//! content of opaque S/MIME signatures (encrypted S/MIME and PGP/MIME cannot be
+//! read: src/inspect/mime/sealed.rs). Broken
 //! MIME (missing closing boundary, broken base64, unknown charsets) is inspected
 //! as far as it decodes.
 //!

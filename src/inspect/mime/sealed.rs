@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::{Decoded, Item, PartHeaders, Src, Walker, truncate};
+use super::{Decoded, Item, PartHeaders, Src, Walker, split_headers, truncate};
 use crate::inspect::cms::{self, Pkcs7};
 use crate::inspect::file::record;
 use crate::inspect::names::final_extension;
@@ -58,6 +58,11 @@ impl<'l> Walker<'l> {
         if let Decoded::New(bytes) = decoded {
             self.budget.release(bytes.len() as u64);
         }
+        if let Err(problem) = self.budget.check_limits() {
+            // Memory ran short (the body was read as empty) or time ran out.
+            self.problem(problem);
+            return None;
+        }
         let says_signed = headers
             .content_type
             .as_ref()
@@ -72,6 +77,7 @@ impl<'l> Walker<'l> {
                 if content.is_empty() {
                     return Some(item);
                 }
+                let content = self.with_inner_name(headers, content);
                 let _ = self.budget.hold(content.len() as u64);
                 let len = content.len();
                 let src = Src::Shared(Bytes::from(content));
@@ -86,6 +92,33 @@ impl<'l> Walker<'l> {
         };
         self.sealed(&item, headers, PKCS7_MIME, size, reason);
         None
+    }
+
+    /// The signed content as a MIME entity. Signing tools outside mail sign a
+    /// file itself (`hop-dong.pdf.p7m` holds `hop-dong.pdf`, no headers): it is
+    /// given a header naming it, so that its name is checked like any
+    /// attachment's (RFC 2231 form: the name cannot break the header).
+    fn with_inner_name(&mut self, headers: &PartHeaders, content: Vec<u8>) -> Vec<u8> {
+        let (head_end, _) = split_headers(&content);
+        let inner_name = headers.names.iter().find_map(|n| {
+            let stem = n.get(..n.len().checked_sub(4)?)?;
+            n[stem.len()..].eq_ignore_ascii_case(".p7m").then_some(stem)
+        });
+        let Some(inner_name) = inner_name.filter(|_| head_end == 0) else {
+            return content;
+        };
+        let mut header = b"Content-Disposition: attachment; filename*=utf-8''".to_vec();
+        for b in inner_name.bytes() {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                header.push(b);
+            } else {
+                header.extend(format!("%{b:02X}").as_bytes());
+            }
+        }
+        header.extend_from_slice(b"\r\n\r\n");
+        let _ = self.budget.hold(header.len() as u64);
+        header.extend_from_slice(&content);
+        header
     }
 
     /// A `multipart/encrypted` entity (PGP/MIME, RFC 3156): one file that
@@ -189,5 +222,34 @@ mod tests {
             .find(|f| f.name.as_deref() == Some("a.exe"))
             .unwrap();
         assert_eq!(exe.path.len(), 6);
+    }
+
+    #[test]
+    fn a_signed_file_keeps_its_name_whatever_it_holds() {
+        let der = signed(tlv(0xA0, &tlv(0x04, b"WScript.Echo 1")));
+        for (given, expected) in [
+            ("h\u{1ed3} s\u{01a1}.vbs.p7m", "h\u{1ed3} s\u{01a1}.vbs"),
+            // Quotes and line ends in the name stay in the name.
+            ("a\";\r\nX: y.vbs.P7M", "a\";\r\nX: y.vbs"),
+        ] {
+            let mut raw = format!(
+                "Content-Type: application/pkcs7-mime; name*=utf-8''{}\r\n\r\n",
+                given
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            )
+            .into_bytes();
+            raw.extend_from_slice(&der);
+            let i = inspect_message(&raw, &LimitsSection::default());
+            let names: Vec<_> = i.files.iter().map(|f| f.path.clone()).collect();
+            assert_eq!(
+                names,
+                [
+                    vec![given.to_owned()],
+                    vec![given.to_owned(), expected.to_owned()]
+                ]
+            );
+        }
     }
 }
