@@ -330,6 +330,7 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         "rar5-plain.rar",
         "embedded-objects.docx",
         "embedded-objects.doc",
+        "embedded-objects.ppt",
         "plain.msg",
     ];
     let mut problems = Vec::new();

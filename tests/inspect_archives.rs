@@ -786,6 +786,7 @@ fn mutated_and_truncated_fixtures_never_panic() {
         "minutes.odt",
         "clam.ole.doc",
         "nested.tar.gz",
+        "clam.ppt",
         "exe-in.msg",
         "exe-in-package.doc",
         "exe-in-package.docx",

@@ -75,7 +75,11 @@ fn outlook_message_attachments_are_inspected() {
 
 #[test]
 fn documents_with_embedded_sheets_and_equations_pass() {
-    for name in ["embedded-objects.docx", "embedded-objects.doc"] {
+    for name in [
+        "embedded-objects.docx",
+        "embedded-objects.doc",
+        "embedded-objects.ppt",
+    ] {
         let facts = inspect(name);
         assert_eq!(violations(facts.clone()), [], "{name}: {facts:#?}");
     }
@@ -112,5 +116,38 @@ fn a_package_over_the_unpacked_limit_is_uninspectable() {
             .as_deref()
             .is_some_and(|r| r.contains("max_unpacked_size")),
         "{facts:#?}"
+    );
+}
+
+#[test]
+fn powerpoint_embedded_objects_are_opened() {
+    // ClamAV's clam.ppt keeps clam.exe in a Package object, stored
+    // zlib-compressed in an ExOleObjStg record of its PowerPoint Document.
+    let facts = inspect("clam.ppt");
+    let exe = facts
+        .iter()
+        .find(|f| matches!(f.kind, FileKind::Executable(_)))
+        .expect("the packaged program is found");
+    assert_eq!(
+        exe.path,
+        [
+            "clam.ppt",
+            "PowerPoint Document/embedded object 1",
+            "clam.exe"
+        ]
+    );
+    assert_eq!(exe.size, fixture("clam.exe").len() as u64);
+
+    // LibreOffice's sheet and formula in a .ppt: both objects are opened,
+    // neither carries anything.
+    let facts = inspect("embedded-objects.ppt");
+    let kinds: Vec<_> = facts.iter().map(|f| (f.path.len(), &f.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, &FileKind::Document("application/vnd.ms-powerpoint")),
+            (2, &FileKind::Document("application/vnd.ms-excel")),
+            (2, &FileKind::Document("application/x-ole-storage")),
+        ]
     );
 }

@@ -6,6 +6,9 @@
 //!   dropped into a document): the embedded file, under its own name, and its
 //!   other names (source and temporary paths) when they differ, since Windows
 //!   runs it by the temporary name.
+//! - PowerPoint's embedded objects, kept (compressed) in records of the
+//!   `PowerPoint Document` stream rather than as storages: each object's
+//!   storage, which the sink opens again.
 //! - Outlook attachments (`__attach_version1.0_#…` storages): the data stream
 //!   `__substg1.0_37010102` under the attachment's long file name (`3707`),
 //!   else its short one (`3704`) or display name (`3001`); attached messages
@@ -30,6 +33,9 @@ use crate::inspect::filetype;
 use crate::inspect::{ArchiveKind, ExecKind, FileKind};
 
 const OLE10_NATIVE: &str = "\u{1}Ole10Native";
+const POWERPOINT_DOCUMENT: &str = "PowerPoint Document";
+/// `RT_ExternalOleObjectStg`: an embedded object's storage.
+const EX_OLE_OBJ_STG: u16 = 0x1011;
 const ATTACHMENT_PREFIX: &str = "__attach_version1.0_#";
 const ATTACHMENT_DATA: &str = "__substg1.0_37010102";
 /// Attachment name properties, best first: long file name, file name, display
@@ -85,9 +91,19 @@ fn walk(
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with(ATTACHMENT_PREFIX));
         let shown = display_path(path);
-        if name == OLE10_NATIVE {
+        let parser: Option<StreamParser> = match name {
+            OLE10_NATIVE => Some(package),
+            POWERPOINT_DOCUMENT => Some(powerpoint_objects),
+            _ => None,
+        };
+        if let Some(parse) = parser {
             let stream = read(&mut file, path, Keep::Whole, budget);
-            package(shown, stream, opened, budget, sink);
+            if stream.limit.is_some() || stream.error.is_some() {
+                // Not read whole: handed over as it is, the limit or damage noted.
+                take_and_deliver(shown, stream, opened, budget, sink);
+            } else {
+                parse(shown, stream, opened, budget, sink);
+            }
         } else if in_attachment && name == ATTACHMENT_DATA {
             let label = path
                 .parent()
@@ -105,6 +121,78 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Reads the things a stream read whole carries (its name in the file, the
+/// stream) and hands them to the sink.
+type StreamParser = fn(String, Unpacked, &mut Opened, &mut Budget, &mut Sink<'_>);
+
+/// Embedded objects of a PowerPoint 97-2003 file: `ExOleObjStg` records in
+/// the `PowerPoint Document` stream, each an OLE2 storage (zlib-compressed
+/// when the record's instance is 1), handed to the sink to be opened in turn.
+/// The records are walked in order: a container's children follow its header.
+fn powerpoint_objects(
+    shown: String,
+    stream: Unpacked,
+    opened: &mut Opened,
+    budget: &mut Budget,
+    sink: &mut Sink<'_>,
+) {
+    let data = &stream.data;
+    let mut at = 0usize;
+    let mut objects = 0;
+    while let Some(header) = data.get(at..at.saturating_add(8)) {
+        let ver_instance = u16::from_le_bytes([header[0], header[1]]);
+        let record_type = u16::from_le_bytes([header[2], header[3]]);
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let body_start = at + 8;
+        if ver_instance & 0xF == 0xF {
+            at = body_start;
+            continue;
+        }
+        // A record past the end: the stream is cut, nothing more to find.
+        let Some(body) = data.get(body_start..body_start.saturating_add(len)) else {
+            break;
+        };
+        at = body_start + len;
+        if record_type != EX_OLE_OBJ_STG {
+            continue;
+        }
+        if let Err(reason) = budget.take_entry() {
+            opened.problem(reason);
+            break;
+        }
+        objects += 1;
+        let name = format!("{shown}/embedded object {objects}");
+        if ver_instance >> 4 == 1 {
+            let declared = body.get(..4).map_or(0, |b| {
+                u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            });
+            let packed = body.get(4..).unwrap_or(&[]);
+            let mut decoder = flate2::read::ZlibDecoder::new(packed);
+            let unpacked = read_entry(
+                &mut decoder,
+                packed.len() as u64,
+                &name,
+                Keep::AsNeeded,
+                budget,
+            );
+            deliver(
+                name,
+                declared,
+                unpacked,
+                "PowerPoint object",
+                opened,
+                budget,
+                sink,
+            );
+        } else {
+            // (Its bytes count twice against the unpacked budget, as a
+            // Package's do.)
+            deliver_slice(name, body, budget, sink);
+        }
+    }
+    stream.discard(budget);
 }
 
 /// A stream's path inside the file, without the leading `/`.
@@ -217,9 +305,6 @@ fn package(
     budget: &mut Budget,
     sink: &mut Sink<'_>,
 ) {
-    if stream.limit.is_some() || stream.error.is_some() {
-        return take_and_deliver(shown, stream, opened, budget, sink);
-    }
     let parsed = parse_package(&stream.data);
     let Some(package) = parsed else {
         // Not a Package: the native data after the size field is typed.
