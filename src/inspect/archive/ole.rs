@@ -36,6 +36,8 @@ const OLE10_NATIVE: &str = "\u{1}Ole10Native";
 const POWERPOINT_DOCUMENT: &str = "PowerPoint Document";
 /// `RT_ExternalOleObjectStg`: an embedded object's storage.
 const EX_OLE_OBJ_STG: u16 = 0x1011;
+/// PowerPoint records walked between two looks at the clock.
+const RECORDS_PER_CLOCK_CHECK: u32 = 4096;
 const ATTACHMENT_PREFIX: &str = "__attach_version1.0_#";
 const ATTACHMENT_DATA: &str = "__substg1.0_37010102";
 /// Attachment name properties, best first: long file name, file name, display
@@ -141,7 +143,15 @@ fn powerpoint_objects(
     let data = &stream.data;
     let mut at = 0usize;
     let mut objects = 0;
+    let mut records = 0u32;
     while let Some(header) = data.get(at..at.saturating_add(8)) {
+        records = records.wrapping_add(1);
+        if records.is_multiple_of(RECORDS_PER_CLOCK_CHECK)
+            && let Err(reason) = budget.check_limits()
+        {
+            opened.problem(reason);
+            break;
+        }
         let ver_instance = u16::from_le_bytes([header[0], header[1]]);
         let record_type = u16::from_le_bytes([header[2], header[3]]);
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
@@ -309,8 +319,11 @@ fn package(
     let Some(package) = parsed else {
         // Not a Package: the native data after the size field is typed.
         let native = stream.data.get(4..).unwrap_or(&[]);
-        if worth_inspecting(&filetype::classify(native)) && budget.take_entry().is_ok() {
-            deliver_slice(shown, native, budget, sink);
+        if worth_inspecting(&filetype::classify(native)) {
+            match budget.take_entry() {
+                Ok(()) => deliver_slice(shown, native, budget, sink),
+                Err(reason) => opened.problem(reason),
+            }
         }
         return stream.discard(budget);
     };
@@ -330,21 +343,25 @@ fn package(
     // Its other names, which Windows may use to run it, are checked too.
     let mut seen = vec![first];
     for other in names {
-        let known = seen.iter().any(|n| n.eq_ignore_ascii_case(other));
-        if !known && budget.take_entry().is_ok() {
-            seen.push(other.clone());
-            sink(
-                budget,
-                Entry {
-                    name: other.clone(),
-                    size: payload.len() as u64,
-                    encrypted: false,
-                    data: None,
-                    tail: None,
-                    note: None,
-                },
-            );
+        if seen.iter().any(|n| n.eq_ignore_ascii_case(other)) {
+            continue;
         }
+        if let Err(reason) = budget.take_entry() {
+            opened.problem(reason);
+            break;
+        }
+        seen.push(other.clone());
+        sink(
+            budget,
+            Entry {
+                name: other.clone(),
+                size: payload.len() as u64,
+                encrypted: false,
+                data: None,
+                tail: None,
+                note: None,
+            },
+        );
     }
     stream.discard(budget);
 }
@@ -472,6 +489,61 @@ mod tests {
         assert_eq!(paths, ["a.doc", "a.doc > Hidden"]);
         assert_eq!(out[1].kind, FileKind::Executable(ExecKind::Pe));
         assert!(out.iter().all(|f| f.uninspectable.is_none()), "{out:#?}");
+    }
+
+    /// An OLE2 file whose `PowerPoint Document` stream is `records`.
+    fn presentation(records: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        cf.create_stream("/PowerPoint Document")
+            .unwrap()
+            .write_all(records)
+            .unwrap();
+        cf.flush().unwrap();
+        cf.into_inner().into_inner()
+    }
+
+    fn record(ver_instance: u16, record_type: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = ver_instance.to_le_bytes().to_vec();
+        out.extend(record_type.to_le_bytes());
+        out.extend((body.len() as u32).to_le_bytes());
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn powerpoint_records_are_bounded() {
+        use crate::inspect::file::inspect_file;
+        use crate::policy::LimitsSection;
+        use std::io::Write;
+        let inspect = |data: &[u8]| {
+            let mut budget = Budget::new(&LimitsSection::default());
+            let mut out = Vec::new();
+            inspect_file(vec!["a.ppt".into()], None, data, 0, &mut budget, &mut out);
+            out
+        };
+        // 64 MiB of zeros, compressed 1000:1 and more, as an embedded object.
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            zlib.write_all(&[0; 1 << 20]).unwrap();
+        }
+        let mut body = (64u32 << 20).to_le_bytes().to_vec();
+        body.extend(zlib.finish().unwrap());
+        let bomb = [
+            record(0x000F, 0x03E8, &[]),
+            record(0x0010, EX_OLE_OBJ_STG, &body),
+        ]
+        .concat();
+        let out = inspect(&presentation(&bomb));
+        let reason = out[0].uninspectable.as_deref().unwrap_or_default();
+        assert!(reason.contains("compression ratio"), "{out:#?}");
+        // Container headers only, and a record running past the end: nothing
+        // found, nothing flagged.
+        let mut headers = record(0x000F, 0x03E8, &[]).repeat(100_000);
+        headers.extend(&record(0x0000, EX_OLE_OBJ_STG, b"short")[..10]);
+        let out = inspect(&presentation(&headers));
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].uninspectable, None);
     }
 
     #[test]
