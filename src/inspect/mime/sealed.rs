@@ -21,7 +21,7 @@ use crate::inspect::{FileFacts, FileKind, Signature};
 const PKCS7_MIME: &str = "application/pkcs7-mime";
 const PKCS7_TYPES: &[&str] = &[PKCS7_MIME, "application/x-pkcs7-mime"];
 
-impl<'l> Walker<'l> {
+impl Walker<'_> {
     /// Walks an S/MIME body: a signed one's content goes on the stack like an
     /// attached message; an encrypted or unreadable one is recorded as a file
     /// that cannot be inspected. Gives the item back when it is not S/MIME (or
@@ -77,7 +77,7 @@ impl<'l> Walker<'l> {
                 if content.is_empty() {
                     return Some(item);
                 }
-                let content = self.with_inner_name(headers, content);
+                let content = Self::with_inner_name(headers, content);
                 let _ = self.budget.hold(content.len() as u64);
                 let len = content.len();
                 let src = Src::Shared(Bytes::from(content));
@@ -98,7 +98,7 @@ impl<'l> Walker<'l> {
     /// file itself (`hop-dong.pdf.p7m` holds `hop-dong.pdf`, no headers): it is
     /// given a header naming it, so that its name is checked like any
     /// attachment's (RFC 2231 form: the name cannot break the header).
-    fn with_inner_name(&mut self, headers: &PartHeaders, content: Vec<u8>) -> Vec<u8> {
+    fn with_inner_name(headers: &PartHeaders, content: Vec<u8>) -> Vec<u8> {
         let (head_end, _) = split_headers(&content);
         let inner_name = headers.names.iter().find_map(|n| {
             let stem = n.get(..n.len().checked_sub(4)?)?;
@@ -116,7 +116,6 @@ impl<'l> Walker<'l> {
             }
         }
         header.extend_from_slice(b"\r\n\r\n");
-        let _ = self.budget.hold(header.len() as u64);
         header.extend_from_slice(&content);
         header
     }
