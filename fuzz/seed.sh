@@ -30,6 +30,7 @@ add archive_libarchive $A/*.cab $A/*.iso $A/*.lzh $A/*.ar $A/*.cpio
 add archive_compress $A/*.gz $A/*.bz2 $A/*.xz
 add inspect_file $A/*
 add archive_tar $A/*.tar
+add archive_ole $A/*.doc $A/*.ppt $A/*.msg
 tmp=$(mktemp -d)
 for f in $A/*.tar.gz; do gzip -dc "$f" > "$tmp/$(basename "$f" .gz)" 2>/dev/null || true; done
 for f in $A/*.tar.bz2; do bzip2 -dc "$f" > "$tmp/$(basename "$f" .bz2)" 2>/dev/null || true; done
@@ -49,6 +50,18 @@ for path in ["fixtures/messages/fail-tnef-winmail.eml"]:
             open(os.path.join(out, f"tnef{i}.dat"), "wb").write(data)
 PY
 add tnef "$tmp"/tnef*.dat
+
+# CMS bodies out of the S/MIME fixture messages (base64 decoded).
+python3 - "$tmp" <<'PY'
+import email, glob, sys, os
+out = sys.argv[1]
+for path in glob.glob("fixtures/messages/*smime*.eml"):
+    for i, part in enumerate(email.message_from_binary_file(open(path, "rb")).walk()):
+        data = part.get_payload(decode=True)
+        if data and data[:1] == b"\x30":
+            open(os.path.join(out, f"cms-{os.path.basename(path)}-{i}.der"), "wb").write(data)
+PY
+add cms "$tmp"/cms-*.der
 add inspect_file "$tmp"/tnef*.dat
 add uuencode fixtures/messages/fail-uuencoded-exe.eml
 K=fixtures/carriers

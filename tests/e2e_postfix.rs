@@ -430,6 +430,10 @@ fn scan_and_daemon_agree_on_every_archive_fixture() {
         "rar5-subdirs.rar",
         "plain.cab",
         "plain.iso",
+        "embedded-objects.docx",
+        "embedded-objects.doc",
+        "embedded-objects.ppt",
+        "plain.msg",
     ];
     let mut problems = Vec::new();
     for ((name, _, msg), report) in messages.iter().zip(&offline) {
@@ -508,4 +512,56 @@ fn monitor_mode_delivers_and_tags_what_it_would_refuse() {
     assert_eq!(tags.len(), 1, "{tags:?}");
     assert!(tags[0].starts_with("executable ("), "{tags:?}");
     assert!(bed.daemon.log().contains("rules=executable"));
+}
+
+/// What carries files is opened by the policy itself, clamd off: an exe in an
+/// opaque S/MIME signature, in an Outlook .msg and packaged into a .docx is
+/// refused naming where it sits; an encrypted message is refused as
+/// uninspectable with its reason; a clean opaque-signed message is delivered
+/// unchanged.
+#[test]
+fn carriers_are_opened_by_the_policy_without_clamd() {
+    let bed = bed("", false);
+    let cases = [
+        (
+            fixture("messages/fail-smime-opaque-exe-ber.eml"),
+            "\"smime.p7m > hoso.pdf.exe\" la tep thuc thi",
+        ),
+        (
+            with_attachment(
+                "thu.msg",
+                "application/vnd.ms-outlook",
+                &fixture("archives/exe-in.msg"),
+            ),
+            "\"thu.msg > hoso.pdf.exe\" la tep thuc thi",
+        ),
+        (
+            with_attachment(
+                "bao-cao.docx",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                &fixture("archives/exe-in-package.docx"),
+            ),
+            "\"bao-cao.docx > word/embeddings/oleObject1.bin > hoso.pdf.exe\" la tep thuc thi",
+        ),
+        (
+            fixture("messages/fail-pgp-encrypted.eml"),
+            "khong the kiem tra: PGP/MIME encrypted message",
+        ),
+        (
+            fixture("messages/fail-smime-encrypted.eml"),
+            "khong the kiem tra: S/MIME encrypted message",
+        ),
+    ];
+    for (message, expected) in &cases {
+        let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], message);
+        assert_eq!(out.code(), 550, "{}", out.text());
+        assert!(out.text().contains(expected), "{}", out.text());
+    }
+    bed.postfix.assert_nothing_delivered(Duration::from_secs(1));
+
+    let clean = fixture("messages/pass-smime-opaque-signed.eml");
+    let out = bed.postfix.send(SENDER, &[LOCAL_RCPT], &clean);
+    assert!(out.accepted(), "{}", out.text());
+    let got = bed.postfix.wait_delivered(1, WAIT);
+    assert_eq!(body_of(&got[0]), body_of(&clean), "body changed on the way");
 }

@@ -18,7 +18,7 @@ use congvu_milter::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind};
 use congvu_milter::milter::budget::MemoryBudget;
 use congvu_milter::policy::{ByteSize, LimitsSection};
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/archives")
         .join(name);
@@ -39,7 +39,7 @@ pub(crate) fn inspect_with(name: &str, data: &[u8], limits: &LimitsSection) -> V
     out
 }
 
-fn inspect(name: &str) -> Vec<FileFacts> {
+pub(crate) fn inspect(name: &str) -> Vec<FileFacts> {
     inspect_with(name, &fixture(name), &LimitsSection::default())
 }
 
@@ -876,7 +876,7 @@ fn classify_streamed_agrees_with_classify_on_every_fixture() {
 // --- hostile bytes: never a panic ---
 
 /// A small deterministic PRNG (xorshift), so failures reproduce.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -884,7 +884,7 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
@@ -917,6 +917,10 @@ fn mutated_and_truncated_fixtures_never_panic() {
         "minutes.odt",
         "clam.ole.doc",
         "nested.tar.gz",
+        "clam.ppt",
+        "exe-in.msg",
+        "exe-in-package.doc",
+        "exe-in-package.docx",
     ];
     let limits = LimitsSection {
         max_unpacked_size: ByteSize::mib(8),

@@ -39,8 +39,12 @@ fn inspect(raw: &[u8]) -> Inspection {
 
 /// (rule, file) of every violation.
 fn violations(raw: &[u8]) -> Vec<(String, String)> {
-    let inspection = inspect(raw);
-    evaluate(&inspection, &Policy::default())
+    rules_and_files(&inspect(raw))
+}
+
+/// (rule, file) of every violation the attachment rules find in `inspection`.
+pub(crate) fn rules_and_files(inspection: &Inspection) -> Vec<(String, String)> {
+    evaluate(inspection, &Policy::default())
         .into_iter()
         .map(|v| {
             (

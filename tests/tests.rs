@@ -27,6 +27,8 @@ mod hostile_peers;
 mod inspect_archives;
 mod inspect_carriers;
 mod inspect_messages;
+mod inspect_ole;
+mod inspect_sealed;
 mod milter_session;
 mod miltertest;
 mod ops_kit;

@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use congvu_milter::inspect::archive::{
-    self, Entry, Opened, compress, libarchive, rar, sevenz, tar, zip,
+    self, Entry, Opened, compress, libarchive, ole, rar, sevenz, tar, zip,
 };
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{
-    ArchiveKind, binhex, filetype, html, inspect_message, names, pdf, rtf, tnef, uuencode,
+    ArchiveKind, binhex, cms, filetype, html, inspect_message, names, pdf, rtf, tnef, uuencode,
 };
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;
@@ -299,6 +299,15 @@ pub fn archive_tar(data: &[u8]) {
     open_with(data, tar::open);
 }
 
+/// The OLE2 opener (Package objects, Outlook attachments, embedded objects)
+/// and the Package layout alone.
+pub fn archive_ole(data: &[u8]) {
+    open_with(data, ole::open);
+    if let Some(p) = ole::parse_package(data) {
+        assert!(p.data.end <= data.len() && p.data.start <= p.data.end);
+    }
+}
+
 /// gzip, bzip2 or xz: the one the magic says, else one picked by length.
 pub fn archive_compress(data: &[u8]) {
     let kind = match filetype::archive_kind(data) {
@@ -378,6 +387,14 @@ pub fn names(data: &[u8]) {
             "x-unknown",
         ][usize::from(*charset) % 5];
         let _ = names::decode_charset(Some(charset), rest);
+    }
+}
+
+/// The CMS (S/MIME) reader: BER with indefinite lengths and chunked content.
+/// What it gives back is never longer than its input.
+pub fn cms(data: &[u8]) {
+    if let Ok(cms::Pkcs7::Signed(content)) = cms::read_content_info(data) {
+        assert!(content.len() <= data.len());
     }
 }
 
@@ -507,9 +524,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("archive_compress", archive_compress),
     ("archive_rar", archive_rar),
     ("archive_libarchive", archive_libarchive),
+    ("archive_ole", archive_ole),
     ("inspect_file", inspect_file),
     ("names", names),
     ("tnef", tnef),
+    ("cms", cms),
     ("uuencode", uuencode),
     ("carrier_pdf", carrier_pdf),
     ("carrier_rtf", carrier_rtf),

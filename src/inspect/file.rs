@@ -1,6 +1,6 @@
 //! Everything about one file's bytes: its real type, and for an archive (or a
-//! zip-based document) every entry inside, recursively, within the [`Budget`]
-//! (src/inspect/budget.rs).
+//! zip-based document, or an OLE2 document or message) every entry inside,
+//! recursively, within the [`Budget`] (src/inspect/budget.rs).
 //!
 //! Entries arrive whole only when they must be opened; the others arrive as their
 //! first and last bytes (src/inspect/archive/mod.rs) and are typed from those.
@@ -17,8 +17,9 @@ use super::carrier::{self, Carrier};
 use super::filetype::{self, OFFICE_ENCRYPTED};
 use super::{ArchiveKind, FileFacts, FileKind};
 
-/// Pushes the facts of this file onto `out` and, when it is an archive or a
-/// zip-based document, the facts of every entry inside, recursively. `path` is
+/// Pushes the facts of this file onto `out` and, when it is an archive, a
+/// zip-based document or an OLE2 file, the facts of every entry inside
+/// (embedded files and objects, attachments of a .msg), recursively. `path` is
 /// where the file sits (attachment name, then entry names, this file's last);
 /// `depth` is 0 for an attachment and one more per archive level.
 ///
@@ -51,6 +52,7 @@ pub fn inspect_file(
         },
         budget,
     );
+    // `None`: an OLE2 container (src/inspect/archive/ole.rs).
     let format = match &kind {
         FileKind::Archive(ArchiveKind::Unsupported(what)) => {
             out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
@@ -61,6 +63,8 @@ pub fn inspect_file(
         FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
             Container::Archive(ArchiveKind::Zip)
         }
+        // OLE2 documents and messages: embedded objects and attachments.
+        FileKind::Document(_) if !encrypted_doc && filetype::is_ole2(data) => Container::Ole2,
         // Files that carry files (PDF, RTF, HTML, BinHex): what they carry too.
         FileKind::Other(_) => match carrier::carrier_kind(name, data) {
             Some(c) => Container::Carrier(c),
@@ -131,6 +135,7 @@ pub fn inspect_file(
 
     let opened = catch_unwind(AssertUnwindSafe(|| match format {
         Container::Archive(k) => archive::open(k, name, data, budget, &mut sink),
+        Container::Ole2 => archive::ole::open(data, budget, &mut sink),
         Container::Carrier(c) => carrier::open(c, data, budget, &mut sink),
     }))
     .unwrap_or_else(|_| Opened {
@@ -140,6 +145,7 @@ pub fn inspect_file(
                 "damaged {} archive: the decoder failed",
                 archive::format_name(k)
             ),
+            Container::Ole2 => "damaged OLE2 file: the decoder failed".to_string(),
             Container::Carrier(c) => format!("damaged {}: the decoder failed", c.name()),
         }),
     });
@@ -162,6 +168,8 @@ pub fn inspect_file(
 #[derive(Clone, Copy)]
 enum Container {
     Archive(ArchiveKind),
+    /// An OLE2 document or Outlook message: its embedded objects and attachments.
+    Ole2,
     Carrier(Carrier),
 }
 

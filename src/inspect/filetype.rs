@@ -118,6 +118,11 @@ pub fn classify_streamed(prefix: &[u8], tail: &[u8], len: u64) -> FileKind {
     }
 }
 
+/// An OLE2 compound file (Office 97-2003 documents, Outlook .msg, installers).
+pub fn is_ole2(data: &[u8]) -> bool {
+    data.starts_with(&OLE2_MAGIC)
+}
+
 /// True when a file starting with `prefix` (and longer than it) must be held
 /// whole to be inspected: an archive the filter opens (zip-based documents
 /// included) or an OLE2 container (an installer or Office document is told by

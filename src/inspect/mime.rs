@@ -2,7 +2,9 @@
 //!
 //! Multipart at any depth, attached messages (`message/rfc822`, `message/global`,
 //! parts of `multipart/digest`) at any depth up to `[limits] max_message_depth`,
-//! named inline parts, uuencoded blocks in text, and the files inside TNEF. Broken
+//! named inline parts, uuencoded blocks in text, the files inside TNEF, and the
+//! content of opaque S/MIME signatures (encrypted S/MIME and PGP/MIME cannot be
+//! read: src/inspect/mime/sealed.rs). Broken
 //! MIME (missing closing boundary, broken base64, unknown charsets) is inspected
 //! as far as it decodes.
 //!
@@ -51,6 +53,8 @@ use super::{
     FileFacts, FileKind, Inspection, ScanPart, Signature, binhex, saved_message, tnef, uuencode,
 };
 use crate::policy::LimitsSection;
+
+mod sealed;
 
 /// Multipart levels allowed beyond two per attached message (each attached
 /// message usually brings one or two levels of its own).
@@ -172,6 +176,18 @@ struct PartHeaders {
     over_limit: Vec<String>,
 }
 
+impl PartHeaders {
+    /// The `protocol` of a `multipart/signed` or `multipart/encrypted`, in
+    /// lower case.
+    fn protocol(&self) -> String {
+        self.content_type
+            .as_ref()
+            .and_then(|ct| ct.param("protocol"))
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    }
+}
+
 struct Walker<'l> {
     limits: &'l LimitsSection,
     budget: Budget,
@@ -280,6 +296,10 @@ impl<'l> Walker<'l> {
         };
         let (major, minor) = ctype.split_once('/').unwrap_or((ctype, ""));
 
+        if major == "multipart" && minor == "encrypted" {
+            self.encrypted_multipart(&item, &headers, body);
+            return;
+        }
         if major == "multipart"
             && let Some(boundary) = headers
                 .content_type
@@ -305,12 +325,7 @@ impl<'l> Walker<'l> {
             }
             if !children.is_empty() {
                 if item.msg_depth == 0 && minor == "signed" {
-                    let protocol = headers
-                        .content_type
-                        .as_ref()
-                        .and_then(|ct| ct.param("protocol"))
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
+                    let protocol = headers.protocol();
                     match protocol.as_str() {
                         "application/pkcs7-signature" | "application/x-pkcs7-signature" => {
                             self.signed(Signature::Smime)
@@ -345,6 +360,9 @@ impl<'l> Walker<'l> {
             return;
         }
 
+        let Some(item) = self.pkcs7(item, &headers, ctype, body.clone(), stack) else {
+            return;
+        };
         self.leaf(&item, &headers, ctype, body);
     }
 
@@ -365,6 +383,21 @@ impl<'l> Walker<'l> {
                 (Src::Shared(bytes), 0..len)
             }
         };
+        self.enter_message(item, headers, "message/rfc822", src, range, stack);
+    }
+
+    /// Records a message carried by a part (an attached message, the content
+    /// of an opaque S/MIME signature) as a file of type `kind` and puts it on
+    /// the stack to be walked like the message itself, one message level down.
+    fn enter_message<'a>(
+        &mut self,
+        item: Item<'a>,
+        headers: &PartHeaders,
+        kind: &str,
+        src: Src<'a>,
+        range: Range<usize>,
+        stack: &mut Vec<Item<'a>>,
+    ) {
         let size = range.len() as u64;
         let name = headers.names.first().map(|n| truncate(n));
         let label = name
@@ -385,7 +418,7 @@ impl<'l> Walker<'l> {
                 path: path.to_vec(),
                 name: name.clone(),
                 size,
-                kind: FileKind::Other("message/rfc822".to_owned()),
+                kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: None,
             },

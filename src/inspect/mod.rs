@@ -12,6 +12,7 @@ pub mod archive;
 pub mod binhex;
 pub mod budget;
 pub mod carrier;
+pub mod cms;
 pub mod file;
 pub mod filetype;
 pub mod html;

@@ -54,6 +54,8 @@ PACKAGES_AND_FILES=(
     "python3" # the standard library (email, smtplib) beside the interpreter
     "qpdf /usr/bin/qpdf"       # PDF attachments (fixtures/carriers/make-carriers.sh)
     "macutils /usr/bin/binhex" # BinHex 4.0 (fixtures/carriers/make-carriers.sh)
+    "openssl /usr/bin/openssl" # S/MIME fixtures (fixtures/messages/make-sealed.sh)
+    "gpg /usr/bin/gpg"         # PGP/MIME fixture (fixtures/messages/make-sealed.sh)
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "libarchive-dev /usr/include/archive.h" # the program links libarchive (cab, iso, rar, ...)

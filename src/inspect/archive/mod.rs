@@ -18,6 +18,7 @@
 
 pub mod compress;
 pub mod libarchive;
+pub mod ole;
 pub mod rar;
 pub mod sevenz;
 pub mod tar;
