@@ -38,29 +38,31 @@ pub fn inspect_file(
     let kind = filetype::classify(data);
     let index = out.len();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
+    let (format, unsupported) = match &kind {
+        FileKind::Archive(ArchiveKind::Unsupported(what)) => {
+            (None, Some(format!("{what} archives cannot be opened here")))
+        }
+        FileKind::Archive(k) => (Some(*k), None),
+        // Zip-based documents: their entries are inspected too.
+        FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
+            (Some(ArchiveKind::Zip), None)
+        }
+        _ => (None, None),
+    };
     record(
         out,
         FileFacts {
-            path: path.clone(),
+            path,
             name: name.map(str::to_string),
             size: data.len() as u64,
-            kind: kind.clone(),
+            kind,
             encrypted: encrypted_doc,
-            uninspectable: None,
+            uninspectable: unsupported,
         },
         budget,
     );
-    let format = match &kind {
-        FileKind::Archive(ArchiveKind::Unsupported(what)) => {
-            out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
-            return;
-        }
-        FileKind::Archive(k) => *k,
-        // Zip-based documents: their entries are inspected too.
-        FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
-            ArchiveKind::Zip
-        }
-        _ => return,
+    let Some(format) = format else {
+        return;
     };
     if depth >= budget.max_depth {
         out[index].uninspectable = Some(budget.depth_reason());
@@ -78,6 +80,8 @@ pub fn inspect_file(
     }
     budget.ancestors.push(digest);
 
+    // Only an archive needs its path again, for its entries.
+    let path = out[index].path.clone();
     let mut sink = |budget: &mut Budget, entry: Entry<'_>| {
         let mut entry_path = path.clone();
         let entry_name = if entry.name.is_empty() {

@@ -36,6 +36,7 @@
 //! (src/inspect/budget.rs) when one is given; the paths of parts waiting on the
 //! stack are shared, not copied per part.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -137,8 +138,10 @@ struct Item<'a> {
     path: Rc<[String]>,
     /// The work of copying `path` (see [`PATH_STEP_WORK`]).
     path_work: u64,
-    /// Position for logs: `2.1`.
-    label: String,
+    /// Position for logs (`2.1`): the position of the multipart above, shared by
+    /// its parts, and this part's number in it (0 for the message itself).
+    parent_label: Rc<str>,
+    number: usize,
 }
 
 impl<'a> Item<'a> {
@@ -153,7 +156,17 @@ impl<'a> Item<'a> {
             nesting: 0,
             path: Rc::from([]),
             path_work: 0,
-            label: String::new(),
+            parent_label: Rc::from(""),
+            number: 0,
+        }
+    }
+
+    /// Position for logs: `2.1`, or empty for the message itself.
+    fn label(&self) -> String {
+        match (self.parent_label.is_empty(), self.number) {
+            (_, 0) => self.parent_label.to_string(),
+            (true, n) => n.to_string(),
+            (false, n) => format!("{}.{n}", self.parent_label),
         }
     }
 }
@@ -166,6 +179,8 @@ struct PartHeaders {
     encoding: Option<String>,
     /// Every name given: `filename` values first, then `name` values.
     names: Vec<String>,
+    /// Set when more names were given than [`MAX_NAMES_PER_PART`].
+    names_capped: bool,
     /// The caps these headers passed, and the time limit if it passed.
     over_limit: Vec<String>,
 }
@@ -317,6 +332,7 @@ impl<'l> Walker<'l> {
                         _ => {}
                     }
                 }
+                let parent_label: Rc<str> = Rc::from(item.label());
                 for (i, r) in children.into_iter().enumerate().rev() {
                     stack.push(Item {
                         src: item.src.clone(),
@@ -326,7 +342,8 @@ impl<'l> Walker<'l> {
                         nesting: item.nesting + 1,
                         path: Rc::clone(&item.path),
                         path_work: item.path_work,
-                        label: child_label(&item.label, i + 1),
+                        parent_label: Rc::clone(&parent_label),
+                        number: i + 1,
                     });
                 }
                 return;
@@ -403,7 +420,8 @@ impl<'l> Walker<'l> {
             nesting: item.nesting + 1,
             path,
             path_work,
-            label: item.label,
+            parent_label: item.parent_label,
+            number: item.number,
         });
     }
 
@@ -447,18 +465,19 @@ impl<'l> Walker<'l> {
         }
 
         let label = || {
-            if item.label.is_empty() {
+            if item.number == 0 && item.parent_label.is_empty() {
                 "body".to_owned()
             } else {
-                format!("part {}", item.label)
+                format!("part {}", item.label())
             }
         };
         // Body text is a file only when its content is not text after all.
         let is_file = !body_text || !matches!(classify(data), FileKind::Other(_));
-        let mut file_path = Vec::new();
+        // Where the part's own fact is in `out.files` (with its path), if it is a file.
+        let mut file_index = None;
         if is_file {
             let data = keep(self);
-            file_path.reserve(item.path.len() + 1);
+            let mut file_path = Vec::with_capacity(item.path.len() + 1);
             file_path.extend_from_slice(&item.path);
             file_path.push(name.clone().unwrap_or_else(|| "(unnamed)".to_owned()));
             if top {
@@ -473,14 +492,9 @@ impl<'l> Walker<'l> {
             let index = self.out.files.len();
             let tnef_type = matches!(ctype, "application/ms-tnef" | "application/vnd.ms-tnef");
             let is_tnef = tnef_type || tnef::is_tnef(&data);
-            // The path is needed again below only for TNEF and uuencoded files.
-            let path = if is_tnef || is_text {
-                file_path.clone()
-            } else {
-                std::mem::take(&mut file_path)
-            };
+            file_index = Some(index);
             inspect_file(
-                path,
+                file_path,
                 name.as_deref(),
                 &data,
                 0,
@@ -495,7 +509,8 @@ impl<'l> Walker<'l> {
                 return;
             }
             if is_tnef {
-                self.tnef(&file_path, item.path_work, &data);
+                let path = self.out.files[index].path.clone();
+                self.tnef(&path, item.path_work, &data);
             }
         } else if !top {
             // The body text of an attached message: part of an attachment.
@@ -510,10 +525,9 @@ impl<'l> Walker<'l> {
                     break;
                 }
                 let uu_name = truncate(&uu.name);
-                let mut path = if is_file {
-                    file_path.clone()
-                } else {
-                    item.path.to_vec()
+                let mut path = match file_index {
+                    Some(index) => self.out.files[index].path.clone(),
+                    None => item.path.to_vec(),
                 };
                 path.push(uu_name.clone());
                 let bytes = Bytes::from(uu.data);
@@ -631,17 +645,13 @@ fn step_work(step: &str) -> u64 {
 
 /// A path for log labels, with control and bidi characters made visible.
 fn path_label(path: &[String]) -> String {
-    path.iter()
-        .map(|p| display_name(p, 80))
-        .collect::<Vec<_>>()
-        .join(" > ")
-}
-
-fn child_label(parent: &str, n: usize) -> String {
-    if parent.is_empty() {
-        n.to_string()
-    } else {
-        format!("{parent}.{n}")
+    match path {
+        [one] => display_name(one, 80),
+        _ => path
+            .iter()
+            .map(|p| display_name(p, 80))
+            .collect::<Vec<_>>()
+            .join(" > "),
     }
 }
 
@@ -649,6 +659,9 @@ fn child_label(parent: &str, n: usize) -> String {
 /// its end: the final extension decides whether a file is an executable, so it
 /// must survive (`aaaa…aaaa.exe`).
 fn truncate(name: &str) -> String {
+    if name.len() <= MAX_NAME_CHARS {
+        return name.to_owned(); // no more characters than bytes
+    }
     let count = name.chars().count();
     if count <= MAX_NAME_CHARS {
         return name.to_owned();
@@ -737,7 +750,7 @@ fn is_header_field(line: &[u8]) -> bool {
 /// fields and [`MAX_NAMES_PER_PART`] names, looking at the clock as it goes.
 fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
     let mut h = PartHeaders::default();
-    let mut filenames = Vec::new();
+    // `filename` values go straight into `h.names`; `name` values follow them.
     let mut ct_names = Vec::new();
     let (fields, more) = header_fields(block);
     if more {
@@ -755,16 +768,11 @@ fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
         let name = String::from_utf8_lossy(name);
         let name = name.trim();
         // The parameters the walk uses; the others are only counted.
-        let (field, names, wanted, used) = if name.eq_ignore_ascii_case("content-type") {
+        let (is_type, wanted, used) = if name.eq_ignore_ascii_case("content-type") {
             let used: &[&str] = &["name", "boundary", "protocol", "smime-type"];
-            (&mut h.content_type, &mut ct_names, "name", used)
+            (true, "name", used)
         } else if name.eq_ignore_ascii_case("content-disposition") {
-            (
-                &mut h.disposition,
-                &mut filenames,
-                "filename",
-                &["filename"][..],
-            )
+            (false, "filename", &["filename"][..])
         } else {
             if name.eq_ignore_ascii_case("content-transfer-encoding") && h.encoding.is_none() {
                 let v = String::from_utf8_lossy(&value);
@@ -777,34 +785,66 @@ fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
         if let Some(limit) = f.over_limit.take() {
             h.over_limit.push(limit);
         }
-        names.extend(f.params_named(wanted).map(str::to_owned));
-        field.get_or_insert(f);
+        // The names are moved out: the walk reads them from `h.names` only.
+        let names = f
+            .params
+            .iter_mut()
+            .filter(|(n, _)| n == wanted)
+            .map(|(_, v)| std::mem::take(v));
+        if is_type {
+            ct_names.extend(names);
+            h.content_type.get_or_insert(f);
+        } else {
+            for n in names {
+                h.add_name(n);
+            }
+            h.disposition.get_or_insert(f);
+        }
     }
-    // Distinct names, in order. The list searched for each name is at most
-    // MAX_NAMES_PER_PART long (unbounded, that search was quadratic).
-    for n in filenames.into_iter().chain(ct_names) {
-        let n = n.trim();
-        if n.is_empty() || h.names.iter().any(|known| known == n) {
-            continue;
-        }
-        if h.names.len() == MAX_NAMES_PER_PART {
-            h.over_limit.push(format!(
-                "more than {MAX_NAMES_PER_PART} file names for one MIME part"
-            ));
-            break;
-        }
-        h.names.push(n.to_owned());
+    for n in ct_names {
+        h.add_name(n);
     }
     h
 }
 
-/// A header field, unfolded: its name, and its value without line ends.
-type Field<'a> = (&'a [u8], Vec<u8>);
+impl PartHeaders {
+    /// Adds a name unless it is blank or known. The list searched for each
+    /// name is at most [`MAX_NAMES_PER_PART`] long (unbounded, that search was
+    /// quadratic); past it, the cap is recorded once and further names ignored.
+    fn add_name(&mut self, name: String) {
+        let trimmed = name.trim();
+        if self.names_capped || trimmed.is_empty() || self.names.iter().any(|n| n == trimmed) {
+            return;
+        }
+        if self.names.len() == MAX_NAMES_PER_PART {
+            self.names_capped = true;
+            self.over_limit.push(format!(
+                "more than {MAX_NAMES_PER_PART} file names for one MIME part"
+            ));
+            return;
+        }
+        let name = if trimmed.len() == name.len() {
+            name
+        } else {
+            trimmed.to_owned()
+        };
+        if self.names.capacity() == 0 {
+            self.names = Vec::with_capacity(2); // allocated once, not grown
+        }
+        self.names.push(name);
+    }
+}
+
+/// A header field, unfolded: its name, and its value without line ends (a
+/// slice of the header block unless it was folded).
+type Field<'a> = (&'a [u8], Cow<'a, [u8]>);
 
 /// The `Content-*` fields of a header block, at most [`MAX_MIME_FIELDS`] (true
 /// when there were more).
 fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
-    let mut fields: Vec<Field<'_>> = Vec::new();
+    // Room for what mail clients write (type, disposition, encoding), allocated
+    // once rather than grown.
+    let mut fields: Vec<Field<'_>> = Vec::with_capacity(4);
     // Only the MIME headers are needed; the others are not copied.
     let mut keep = false;
     let mut start = 0;
@@ -818,7 +858,7 @@ fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
         }
         if matches!(line[0], b' ' | b'\t') {
             if keep && let Some((_, value)) = fields.last_mut() {
-                value.extend_from_slice(line);
+                value.to_mut().extend_from_slice(line);
             }
             continue;
         }
@@ -830,7 +870,7 @@ fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
                     return (fields, true);
                 }
                 keep = true;
-                fields.push((name, line[colon + 1..].to_vec()));
+                fields.push((name, Cow::Borrowed(&line[colon + 1..])));
             }
         }
     }
