@@ -303,6 +303,32 @@ fn padded_tar_gz_is_not_damaged() {
 }
 
 #[test]
+fn tar_entry_of_an_unknown_type_is_a_file_as_gnu_tar_extracts_it() {
+    let facts = inspect("odd-type.tar");
+    assert_eq!(
+        executables(&facts),
+        vec![(path(&["odd-type.tar", "setup.exe"]), ExecKind::Pe)],
+        "{facts:#?}"
+    );
+    assert!(
+        facts.iter().all(|f| f.uninspectable.is_none()),
+        "{facts:#?}"
+    );
+}
+
+#[test]
+fn gzip_entry_is_named_by_the_name_stored_in_its_header() {
+    // invoice.pdf.gz holds update.bat (gzip -N): 7-Zip and WinRAR extract it so.
+    let facts = inspect("invoice.pdf.gz");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].path, path(&["invoice.pdf.gz", "update.bat"]));
+    assert_eq!(facts[1].name.as_deref(), Some("update.bat"));
+    // Without a stored name, the entry is named after the archive (gzip -n).
+    let facts = inspect("report.txt.gz");
+    assert_eq!(facts[1].path, path(&["report.txt.gz", "report.txt"]));
+}
+
+#[test]
 fn plain_archives_pass() {
     assert_clean(&inspect("plain.zip"));
 }

@@ -233,6 +233,12 @@ fn broken_base64_decodes_as_far_as_it_goes() {
 }
 
 #[test]
+fn base64_skips_what_is_outside_its_alphabet() {
+    // One `_` at the start of the body: skipped as readers skip it, the exe is seen.
+    expect("fail-base64-underscore.eml", &[("executable", "hoso.doc")]);
+}
+
+#[test]
 fn unknown_charsets() {
     expect("fail-bad-charset.eml", &[("executable", "setup.exe")]);
 }
