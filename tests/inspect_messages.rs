@@ -228,6 +228,20 @@ fn missing_closing_boundary() {
 }
 
 #[test]
+fn multipart_whose_boundary_matches_no_delimiter_is_walked_by_the_delimiters_it_has() {
+    // The exe under a PDF's name, found by content once the parts are walked.
+    expect("fail-boundary-mismatch.eml", &[("executable", "hoso.pdf")]);
+}
+
+#[test]
+fn multipart_without_any_delimiter_is_read_as_text() {
+    expect(
+        "fail-multipart-no-delimiter.eml",
+        &[("executable", "setup.exe")],
+    );
+}
+
+#[test]
 fn broken_base64_decodes_as_far_as_it_goes() {
     expect("fail-broken-base64.eml", &[("executable", "hoso.doc")]);
 }

@@ -4,7 +4,9 @@
 //! parts of `multipart/digest`) at any depth up to `[limits] max_message_depth`,
 //! named inline parts, uuencoded blocks in text, and the files inside TNEF. Broken
 //! MIME (missing closing boundary, broken base64, unknown charsets) is inspected
-//! as far as it decodes.
+//! as far as it decodes; a multipart whose boundary matches no delimiter is
+//! walked by the first delimiter-like line it has, or else as one text part
+//! (see [`Walker::entity`]), never passed as one opaque file.
 //!
 //! The walk is its own small MIME splitter rather than `mail_parser::Message`:
 //! mail-parser 0.11 parses unencoded nested messages without a depth limit and
@@ -332,23 +334,34 @@ impl<'l> Walker<'l> {
                         _ => {}
                     }
                 }
-                let parent_label: Rc<str> = Rc::from(item.label());
-                for (i, r) in children.into_iter().enumerate().rev() {
-                    stack.push(Item {
-                        src: item.src.clone(),
-                        range: body.start + r.start..body.start + r.end,
-                        in_digest: minor == "digest",
-                        msg_depth: item.msg_depth,
-                        nesting: item.nesting + 1,
-                        path: Rc::clone(&item.path),
-                        path_work: item.path_work,
-                        parent_label: Rc::clone(&parent_label),
-                        number: i + 1,
-                    });
-                }
+                push_parts(&item, body.start, children, minor == "digest", stack);
                 return;
             }
-            // No delimiter at all: the body is inspected as one opaque part.
+            // No delimiter matches the boundary. Thunderbird reads the whole body
+            // as the preamble and shows nothing; mail-parser shows it as one text
+            // part; a reader that guesses takes the first line that looks like a
+            // delimiter. So the body's parts under such a line, when one is
+            // followed by a header field, are walked as the parts of this
+            // multipart; without one, the body is walked as one text part (typed
+            // by its content, uuencoded files in it found), never as an opaque
+            // file.
+            let (guess, looked_at) = delimiter_lookalike(body_bytes);
+            if !self.charge(looked_at as u64) {
+                return;
+            }
+            if let Some(guessed) = guess {
+                let (children, checked) =
+                    split_multipart(body_bytes, guessed, self.parts_left().saturating_add(1));
+                if !self.charge(checked) {
+                    return;
+                }
+                if !children.is_empty() {
+                    push_parts(&item, body.start, children, minor == "digest", stack);
+                    return;
+                }
+            }
+            self.leaf(&item, &headers, "text/plain", body);
+            return;
         }
 
         if major == "message" && matches!(minor, "rfc822" | "global" | "rfc2822") {
@@ -635,6 +648,58 @@ impl<'l> Walker<'l> {
             self.depth_reported = true;
             self.out.problems.push(problem);
         }
+    }
+}
+
+/// Pushes the parts of a multipart entity (`parts`: ranges in its body, which
+/// starts at `body_start`) to be walked next, the first on top.
+fn push_parts<'a>(
+    item: &Item<'a>,
+    body_start: usize,
+    parts: Vec<Range<usize>>,
+    in_digest: bool,
+    stack: &mut Vec<Item<'a>>,
+) {
+    let parent_label: Rc<str> = Rc::from(item.label());
+    for (i, r) in parts.into_iter().enumerate().rev() {
+        stack.push(Item {
+            src: item.src.clone(),
+            range: body_start + r.start..body_start + r.end,
+            in_digest,
+            msg_depth: item.msg_depth,
+            nesting: item.nesting + 1,
+            path: Rc::clone(&item.path),
+            path_work: item.path_work,
+            parent_label: Rc::clone(&parent_label),
+            number: i + 1,
+        });
+    }
+}
+
+/// The boundary of the first line of `body` that looks like a delimiter
+/// (`--` and at most 70 characters, RFC 2046's longest boundary) and is
+/// followed by a header field, as a part's first line would be; and the bytes
+/// looked at to find it (each line once).
+fn delimiter_lookalike(body: &[u8]) -> (Option<&[u8]>, usize) {
+    const MAX_BOUNDARY: usize = 70;
+    let mut start = 0;
+    loop {
+        let line_end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i);
+        let line = body[start..line_end].trim_ascii_end();
+        if let Some(boundary) = line.strip_prefix(b"--")
+            && (1..=MAX_BOUNDARY).contains(&boundary.len())
+        {
+            let next_start = (line_end + 1).min(body.len());
+            let next_end =
+                memchr::memchr(b'\n', &body[next_start..]).map_or(body.len(), |i| next_start + i);
+            if is_header_field(body[next_start..next_end].trim_ascii_end()) {
+                return (Some(boundary), next_end);
+            }
+        }
+        if line_end >= body.len() {
+            return (None, body.len());
+        }
+        start = line_end + 1;
     }
 }
 
@@ -941,6 +1006,26 @@ fn split_multipart(body: &[u8], boundary: &[u8], max: u64) -> (Vec<Range<usize>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delimiter_lookalikes() {
+        let found = |body: &[u8]| delimiter_lookalike(body).0.map(<[u8]>::to_vec);
+        assert_eq!(
+            found(b"--B\r\nContent-Type: text/plain\r\n\r\nx"),
+            Some(b"B".to_vec())
+        );
+        assert_eq!(
+            found(b"text\r\n--a b  \r\nX-Any: 1\r\n"),
+            Some(b"a b".to_vec())
+        );
+        // A signature separator, a line not followed by a header, an overlong line.
+        assert_eq!(found(b"hi\r\n-- \r\nNguyen: 1\r\n"), None);
+        assert_eq!(found(b"--B\r\n\r\nContent-Type: x\r\n"), None);
+        let long = [b"--".as_slice(), &[b'b'; 71], b"\nContent-Type: x\n"].concat();
+        assert_eq!(found(&long), None);
+        assert_eq!(found(b""), None);
+        assert_eq!(found(b"--B"), None);
+    }
 
     #[test]
     fn multipart_split() {
