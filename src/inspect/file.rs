@@ -35,7 +35,7 @@ pub fn inspect_file(
         // A new attachment: a bomb found in the previous one does not stop it.
         budget.bomb = None;
     }
-    let kind = filetype::classify(data);
+    let mut kind = filetype::classify(data);
     let index = out.len();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
     let (format, unsupported) = match &kind {
@@ -48,6 +48,18 @@ pub fn inspect_file(
             (Some(ArchiveKind::Zip), None)
         }
         _ => (None, None),
+    };
+    // Not an archive at its start: one behind other data, as 7-Zip finds it
+    // (src/inspect/archive/after_prefix.rs), is opened where it lies.
+    let mut archive_bytes = data;
+    let mut kind_without_archive = None;
+    let format = match (format, &kind) {
+        (None, FileKind::Other(_)) => archive::after_prefix::find(data).map(|(found, range)| {
+            kind_without_archive = Some(std::mem::replace(&mut kind, FileKind::Archive(found)));
+            archive_bytes = &data[range];
+            found
+        }),
+        (format, _) => format,
     };
     record(
         out,
@@ -128,7 +140,7 @@ pub fn inspect_file(
     };
 
     let opened = catch_unwind(AssertUnwindSafe(|| {
-        archive::open(format, name, data, budget, &mut sink)
+        archive::open(format, name, archive_bytes, budget, &mut sink)
     }))
     .unwrap_or_else(|_| Opened {
         encrypted: false,
@@ -138,6 +150,17 @@ pub fn inspect_file(
         )),
     });
     budget.ancestors.pop();
+
+    // An archive found behind other data that opens to nothing but damage was a
+    // chance match after all: the file is what it was without it.
+    if let Some(kind) = kind_without_archive
+        && opened.uninspectable.is_some()
+        && !opened.encrypted
+        && out.len() == index + 1
+    {
+        out[index].kind = kind;
+        return;
+    }
 
     // What could not be inspected inside makes the archive itself not fully
     // inspected: the first reason found below is carried up, naming the limit.

@@ -15,6 +15,7 @@
 //! 400 KiB, not 400 MiB. The virus scanner is sent the attachments themselves,
 //! never entries (clamd unpacks archives on its own).
 
+pub mod after_prefix;
 pub mod compress;
 pub mod rar;
 pub mod sevenz;
