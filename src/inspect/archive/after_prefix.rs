@@ -8,23 +8,21 @@
 //! end record that the `zip` crate reads (a zip with other data after it, past
 //! where the end record is looked for at the end of the file). A candidate that
 //! does not is ignored, never reported: signatures turn up by chance in
-//! compressed data. The search is one pass per signature over the file and
-//! looks at a bounded number of candidates of each.
+//! compressed data. The search is one pass over the file and looks at a
+//! bounded number of candidates of each signature ([`find`]).
 //!
 //! Not done: a zip without its central directory, which 7-Zip can still list
 //! from its local headers.
 
 use std::io::Cursor;
 use std::ops::Range;
-use std::sync::LazyLock;
-
-use memchr::memmem::{Finder, FinderRev};
 
 use crate::inspect::ArchiveKind;
 
 /// Candidates of each signature checked, at most.
 const MAX_CANDIDATES: usize = 32;
-/// Zip end records tried with the `zip` crate (each reads a central directory).
+/// Zip end records tried with the `zip` crate (each reads a central directory):
+/// the last ones in the file.
 const MAX_ZIP_TRIES: usize = 4;
 
 const SEVEN_ZIP: &[u8] = &[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C];
@@ -33,40 +31,44 @@ const ZIP_END: &[u8] = b"PK\x05\x06";
 /// Shorter than any archive with an entry in it, behind one byte of other data.
 const MIN_LEN: usize = 21;
 
-// Built once: every file that is not an archive is searched.
-static SEVEN_ZIP_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEVEN_ZIP));
-static RAR_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(RAR));
-static ZIP_END_FINDER: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(ZIP_END));
-
 /// The first archive behind other data in `data` (which is not an archive at
-/// its start): its format and where it lies.
+/// its start): its format and where it lies. A 7z or RAR found in the file
+/// comes first; else a zip, by the last end records in the file.
+///
+/// One pass over the file for the first bytes of the three signatures at once.
+/// The search is what this costs: `scan` of a message with a 10 MB attachment
+/// of random-looking bytes (what compressed data looks like) takes 10 % more
+/// CPU (three substring searches, one per signature, took 14 %; aho-corasick's
+/// SIMD search of the three, 35 %).
 pub fn find(data: &[u8]) -> Option<(ArchiveKind, Range<usize>)> {
     if data.len() < MIN_LEN {
         return None;
     }
-    let seven_zip = SEVEN_ZIP_FINDER
-        .find_iter(data)
-        .filter(|&at| at > 0)
-        .take(MAX_CANDIDATES)
-        .find(|&at| is_seven_zip(&data[at..]))
-        .map(|at| (ArchiveKind::SevenZip, at..data.len()));
-    let rar = RAR_FINDER
-        .find_iter(data)
-        .filter(|&at| at > 0)
-        .take(MAX_CANDIDATES)
-        .find_map(|at| rar_kind(&data[at..]).map(|kind| (kind, at..data.len())));
-    let zip = ZIP_END_FINDER
-        .rfind_iter(data)
-        .take(MAX_ZIP_TRIES)
-        .find_map(|at| zip_ending_at(data, at).map(|end| (ArchiveKind::Zip, 0..end)));
-    [seven_zip, rar, zip]
+    let (mut seven_zips, mut rars, mut zips) = (0, 0, 0);
+    // The last zip end records seen, in a ring.
+    let mut zip_ends = [None; MAX_ZIP_TRIES];
+    for at in memchr::memchr3_iter(b'7', b'R', b'P', data).filter(|&at| at > 0) {
+        let rest = &data[at..];
+        if rest.starts_with(SEVEN_ZIP) && seven_zips < MAX_CANDIDATES {
+            seven_zips += 1;
+            if is_seven_zip(rest) {
+                return Some((ArchiveKind::SevenZip, at..data.len()));
+            }
+        } else if rest.starts_with(RAR) && rars < MAX_CANDIDATES {
+            rars += 1;
+            if let Some(kind) = rar_kind(rest) {
+                return Some((kind, at..data.len()));
+            }
+        } else if rest.starts_with(ZIP_END) {
+            zip_ends[zips % MAX_ZIP_TRIES] = Some(at);
+            zips += 1;
+        }
+    }
+    let mut zip_ends: Vec<usize> = zip_ends.into_iter().flatten().collect();
+    zip_ends.sort_unstable_by(|a, b| b.cmp(a));
+    zip_ends
         .into_iter()
-        .flatten()
-        .min_by_key(|(_, range)| match range.start {
-            // A zip's place is its end record's; it starts somewhere before.
-            0 => range.end,
-            start => start,
-        })
+        .find_map(|at| zip_ending_at(data, at).map(|end| (ArchiveKind::Zip, 0..end)))
 }
 
 /// A 7z signature header: its CRC over the 20 bytes after it, and the next
