@@ -16,6 +16,9 @@
 
 use std::io::Cursor;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::inspect::ArchiveKind;
 
@@ -31,15 +34,24 @@ const ZIP_END: &[u8] = b"PK\x05\x06";
 /// Shorter than any archive with an entry in it, behind one byte of other data.
 const MIN_LEN: usize = 21;
 
+/// The three signatures, searched for together with aho-corasick's SIMD
+/// (Teddy) search, which it uses for leftmost matching (built once).
+static SIGNATURES: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build([SEVEN_ZIP, RAR, ZIP_END])
+        .expect("three short literal patterns")
+});
+
 /// The first archive behind other data in `data` (which is not an archive at
 /// its start): its format and where it lies. A 7z or RAR found in the file
 /// comes first; else a zip, by the last end records in the file.
 ///
-/// One pass over the file for the first bytes of the three signatures at once.
-/// The search is what this costs: `scan` of a message with a 10 MB attachment
-/// of random-looking bytes (what compressed data looks like) takes 10 % more
-/// CPU (three substring searches, one per signature, took 14 %; aho-corasick's
-/// SIMD search of the three, 35 %).
+/// One pass over the file for the three signatures at once. The search is
+/// what this costs: `scan` of a message with a 10 MB attachment of
+/// random-looking bytes (what compressed data looks like) takes 1.6 % more CPU
+/// with aho-corasick's SIMD search; a substring search per signature took 14 %,
+/// a search for their first bytes 10 %.
 pub fn find(data: &[u8]) -> Option<(ArchiveKind, Range<usize>)> {
     if data.len() < MIN_LEN {
         return None;
@@ -47,7 +59,11 @@ pub fn find(data: &[u8]) -> Option<(ArchiveKind, Range<usize>)> {
     let (mut seven_zips, mut rars, mut zips) = (0, 0, 0);
     // The last zip end records seen, in a ring.
     let mut zip_ends = [None; MAX_ZIP_TRIES];
-    for at in memchr::memchr3_iter(b'7', b'R', b'P', data).filter(|&at| at > 0) {
+    for found in SIGNATURES.find_iter(data) {
+        let at = found.start();
+        if at == 0 {
+            continue;
+        }
         let rest = &data[at..];
         if rest.starts_with(SEVEN_ZIP) && seven_zips < MAX_CANDIDATES {
             seven_zips += 1;
