@@ -304,6 +304,77 @@ fn padded_tar_gz_is_not_damaged() {
 }
 
 #[test]
+fn tar_entry_of_an_unknown_type_is_a_file_as_gnu_tar_extracts_it() {
+    let facts = inspect("odd-type.tar");
+    assert_eq!(
+        executables(&facts),
+        vec![(path(&["odd-type.tar", "setup.exe"]), ExecKind::Pe)],
+        "{facts:#?}"
+    );
+    assert!(
+        facts.iter().all(|f| f.uninspectable.is_none()),
+        "{facts:#?}"
+    );
+}
+
+#[test]
+fn archives_behind_other_data_are_opened_as_7zip_opens_them() {
+    // 7z after 2 KB of a GIF's start, and a zip with 70 KB after it: 7-Zip
+    // opens both at offset 2006 (`7z l`).
+    for (file, kind) in [
+        ("7z-behind-junk.gif", ArchiveKind::SevenZip),
+        ("zip-between-junk.bin", ArchiveKind::Zip),
+    ] {
+        let facts = inspect(file);
+        assert_eq!(facts[0].kind, FileKind::Archive(kind), "{file}");
+        assert_eq!(
+            executables(&facts),
+            vec![(path(&[file, "clam.exe"]), ExecKind::Pe)],
+            "{file}: {facts:#?}"
+        );
+        assert!(
+            facts.iter().all(|f| f.uninspectable.is_none()),
+            "{file}: {facts:#?}"
+        );
+    }
+    let facts = inspect("rar-behind-junk.gif");
+    assert_eq!(facts[0].kind, FileKind::Archive(ArchiveKind::Rar5));
+    assert!(
+        facts
+            .iter()
+            .any(|f| f.path.last().is_some_and(|n| n.contains("sub/dir1"))),
+        "{facts:#?}"
+    );
+}
+
+#[test]
+fn a_signature_behind_other_data_that_does_not_open_is_ignored() {
+    // The 7z's start header checks out, what follows is zeros: a chance match,
+    // not an archive to report.
+    let seven = fixture("exe-in.7z");
+    let mut data = b"GIF89a".to_vec();
+    data.extend(&seven[..32]);
+    data.extend(vec![0u8; seven.len() - 32]);
+    assert!(congvu_milter::inspect::archive::after_prefix::find(&data).is_some());
+    let facts = inspect_with("x.gif", &data, &LimitsSection::default());
+    assert_eq!(facts.len(), 1, "{facts:#?}");
+    assert!(matches!(facts[0].kind, FileKind::Other(_)), "{facts:#?}");
+    assert_eq!(facts[0].uninspectable, None);
+}
+
+#[test]
+fn gzip_entry_is_named_by_the_name_stored_in_its_header() {
+    // invoice.pdf.gz holds update.bat (gzip -N): 7-Zip and WinRAR extract it so.
+    let facts = inspect("invoice.pdf.gz");
+    assert_eq!(facts.len(), 2, "{facts:#?}");
+    assert_eq!(facts[1].path, path(&["invoice.pdf.gz", "update.bat"]));
+    assert_eq!(facts[1].name.as_deref(), Some("update.bat"));
+    // Without a stored name, the entry is named after the archive (gzip -n).
+    let facts = inspect("report.txt.gz");
+    assert_eq!(facts[1].path, path(&["report.txt.gz", "report.txt"]));
+}
+
+#[test]
 fn plain_archives_pass() {
     assert_clean(&inspect("plain.zip"));
 }

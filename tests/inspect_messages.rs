@@ -232,8 +232,28 @@ fn missing_closing_boundary() {
 }
 
 #[test]
+fn multipart_whose_boundary_matches_no_delimiter_is_walked_by_the_delimiters_it_has() {
+    // The exe under a PDF's name, found by content once the parts are walked.
+    expect("fail-boundary-mismatch.eml", &[("executable", "hoso.pdf")]);
+}
+
+#[test]
+fn multipart_without_any_delimiter_is_read_as_text() {
+    expect(
+        "fail-multipart-no-delimiter.eml",
+        &[("executable", "setup.exe")],
+    );
+}
+
+#[test]
 fn broken_base64_decodes_as_far_as_it_goes() {
     expect("fail-broken-base64.eml", &[("executable", "hoso.doc")]);
+}
+
+#[test]
+fn base64_skips_what_is_outside_its_alphabet() {
+    // One `_` at the start of the body: skipped as readers skip it, the exe is seen.
+    expect("fail-base64-underscore.eml", &[("executable", "hoso.doc")]);
 }
 
 #[test]

@@ -37,40 +37,52 @@ pub fn inspect_file(
         // A new attachment: a bomb found in the previous one does not stop it.
         budget.bomb = None;
     }
-    let kind = filetype::classify(data);
+    let mut kind = filetype::classify(data);
     let index = out.len();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
+    let mut unsupported = None;
+    let container = match &kind {
+        FileKind::Archive(ArchiveKind::Unsupported(what)) => {
+            unsupported = Some(format!("{what} archives cannot be opened here"));
+            None
+        }
+        FileKind::Archive(k) => Some(Container::Archive(*k)),
+        // Zip-based documents: their entries are inspected too.
+        FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
+            Some(Container::Archive(ArchiveKind::Zip))
+        }
+        // OLE2 documents and messages: embedded objects and attachments.
+        FileKind::Document(_) if !encrypted_doc && filetype::is_ole2(data) => Some(Container::Ole2),
+        // Files that carry files (PDF, RTF, HTML, BinHex): what they carry too.
+        FileKind::Other(_) => carrier::carrier_kind(name, data).map(Container::Carrier),
+        _ => None,
+    };
+    // Not an archive at its start: one behind other data, as 7-Zip finds it
+    // (src/inspect/archive/after_prefix.rs), is opened where it lies.
+    let mut archive_bytes = data;
+    let mut kind_without_archive = None;
+    let container = match (container, &kind) {
+        (None, FileKind::Other(_)) => archive::after_prefix::find(data).map(|(found, range)| {
+            kind_without_archive = Some(std::mem::replace(&mut kind, FileKind::Archive(found)));
+            archive_bytes = &data[range];
+            Container::Archive(found)
+        }),
+        (container, _) => container,
+    };
     record(
         out,
         FileFacts {
-            path: path.clone(),
+            path,
             name: name.map(str::to_string),
             size: data.len() as u64,
-            kind: kind.clone(),
+            kind,
             encrypted: encrypted_doc,
-            uninspectable: None,
+            uninspectable: unsupported,
         },
         budget,
     );
-    // `None`: an OLE2 container (src/inspect/archive/ole.rs).
-    let format = match &kind {
-        FileKind::Archive(ArchiveKind::Unsupported(what)) => {
-            out[index].uninspectable = Some(format!("{what} archives cannot be opened here"));
-            return;
-        }
-        FileKind::Archive(k) => Container::Archive(*k),
-        // Zip-based documents: their entries are inspected too.
-        FileKind::Document(_) if filetype::archive_kind(data) == Some(ArchiveKind::Zip) => {
-            Container::Archive(ArchiveKind::Zip)
-        }
-        // OLE2 documents and messages: embedded objects and attachments.
-        FileKind::Document(_) if !encrypted_doc && filetype::is_ole2(data) => Container::Ole2,
-        // Files that carry files (PDF, RTF, HTML, BinHex): what they carry too.
-        FileKind::Other(_) => match carrier::carrier_kind(name, data) {
-            Some(c) => Container::Carrier(c),
-            None => return,
-        },
-        _ => return,
+    let Some(format) = container else {
+        return;
     };
     if depth >= budget.max_depth {
         out[index].uninspectable = Some(budget.depth_reason());
@@ -88,6 +100,8 @@ pub fn inspect_file(
     }
     budget.ancestors.push(digest);
 
+    // Only an archive needs its path again, for its entries.
+    let path = out[index].path.clone();
     let mut sink = |budget: &mut Budget, entry: Entry<'_>| {
         let mut entry_path = path.clone();
         let entry_name = if entry.name.is_empty() {
@@ -134,7 +148,7 @@ pub fn inspect_file(
     };
 
     let opened = catch_unwind(AssertUnwindSafe(|| match format {
-        Container::Archive(k) => archive::open(k, name, data, budget, &mut sink),
+        Container::Archive(k) => archive::open(k, name, archive_bytes, budget, &mut sink),
         Container::Ole2 => archive::ole::open(data, budget, &mut sink),
         Container::Carrier(c) => carrier::open(c, data, budget, &mut sink),
     }))
@@ -150,6 +164,17 @@ pub fn inspect_file(
         }),
     });
     budget.ancestors.pop();
+
+    // An archive found behind other data that opens to nothing but damage was a
+    // chance match after all: the file is what it was without it.
+    if let Some(kind) = kind_without_archive
+        && opened.uninspectable.is_some()
+        && !opened.encrypted
+        && out.len() == index + 1
+    {
+        out[index].kind = kind;
+        return;
+    }
 
     // What could not be inspected inside makes the archive itself not fully
     // inspected: the first reason found below is carried up, naming the limit.

@@ -68,7 +68,21 @@ pub fn classify(data: &[u8]) -> FileKind {
         }
         return FileKind::Archive(kind);
     }
-    match infer::get(data) {
+    other_kind(data)
+}
+
+/// The fewest bytes any of `infer`'s matchers accepts: shorter files (the empty
+/// parts of a message made of thousands of them) skip its ~200 matchers.
+const INFER_MIN_LEN: usize = 2;
+
+/// `infer`'s MIME type for a file that is none of ours.
+fn other_kind(data: &[u8]) -> FileKind {
+    let found = if data.len() < INFER_MIN_LEN {
+        None
+    } else {
+        infer::get(data)
+    };
+    match found {
         Some(t) => FileKind::Other(t.mime_type().to_string()),
         None => FileKind::Other("application/octet-stream".to_string()),
     }
@@ -112,10 +126,7 @@ pub fn classify_streamed(prefix: &[u8], tail: &[u8], len: u64) -> FileKind {
     if zip_behind(tail) {
         return FileKind::Archive(ArchiveKind::Zip);
     }
-    match infer::get(prefix) {
-        Some(t) => FileKind::Other(t.mime_type().to_string()),
-        None => FileKind::Other("application/octet-stream".to_string()),
-    }
+    other_kind(prefix)
 }
 
 /// An OLE2 compound file (Office 97-2003 documents, Outlook .msg, installers).
@@ -607,6 +618,17 @@ fn odf_kind(data: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infer_matches_nothing_shorter_than_its_minimum() {
+        // The check `other_kind` skips would have said so too.
+        // Every buffer shorter than INFER_MIN_LEN (2): the empty one and every byte.
+        assert_eq!(INFER_MIN_LEN, 2);
+        assert!(infer::get(b"").is_none());
+        for b in 0..=255u8 {
+            assert!(infer::get(&[b]).is_none(), "{b:#04x}");
+        }
+    }
 
     fn pe() -> Vec<u8> {
         let mut d = vec![0u8; 0x100];

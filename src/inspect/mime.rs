@@ -6,7 +6,9 @@
 //! content of opaque S/MIME signatures (encrypted S/MIME and PGP/MIME cannot be
 //! read: src/inspect/mime/sealed.rs). Broken
 //! MIME (missing closing boundary, broken base64, unknown charsets) is inspected
-//! as far as it decodes.
+//! as far as it decodes; a multipart whose boundary matches no delimiter is
+//! walked by the first delimiter-like line it has, or else as one text part
+//! (see [`Walker::entity`]), never passed as one opaque file.
 //!
 //! The walk is its own small MIME splitter rather than `mail_parser::Message`:
 //! mail-parser 0.11 parses unencoded nested messages without a depth limit and
@@ -38,6 +40,7 @@
 //! (src/inspect/budget.rs) when one is given; the paths of parts waiting on the
 //! stack are shared, not copied per part.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -143,8 +146,10 @@ struct Item<'a> {
     path: Rc<[String]>,
     /// The work of copying `path` (see [`PATH_STEP_WORK`]).
     path_work: u64,
-    /// Position for logs: `2.1`.
-    label: String,
+    /// Position for logs (`2.1`): the position of the multipart above, shared by
+    /// its parts, and this part's number in it (0 for the message itself).
+    parent_label: Rc<str>,
+    number: usize,
 }
 
 impl<'a> Item<'a> {
@@ -159,7 +164,17 @@ impl<'a> Item<'a> {
             nesting: 0,
             path: Rc::from([]),
             path_work: 0,
-            label: String::new(),
+            parent_label: Rc::from(""),
+            number: 0,
+        }
+    }
+
+    /// Position for logs: `2.1`, or empty for the message itself.
+    fn label(&self) -> String {
+        match (self.parent_label.is_empty(), self.number) {
+            (_, 0) => self.parent_label.to_string(),
+            (true, n) => n.to_string(),
+            (false, n) => format!("{}.{n}", self.parent_label),
         }
     }
 }
@@ -172,6 +187,8 @@ struct PartHeaders {
     encoding: Option<String>,
     /// Every name given: `filename` values first, then `name` values.
     names: Vec<String>,
+    /// Set when more names were given than [`MAX_NAMES_PER_PART`].
+    names_capped: bool,
     /// The caps these headers passed, and the time limit if it passed.
     over_limit: Vec<String>,
 }
@@ -334,21 +351,34 @@ impl<'l> Walker<'l> {
                         _ => {}
                     }
                 }
-                for (i, r) in children.into_iter().enumerate().rev() {
-                    stack.push(Item {
-                        src: item.src.clone(),
-                        range: body.start + r.start..body.start + r.end,
-                        in_digest: minor == "digest",
-                        msg_depth: item.msg_depth,
-                        nesting: item.nesting + 1,
-                        path: Rc::clone(&item.path),
-                        path_work: item.path_work,
-                        label: child_label(&item.label, i + 1),
-                    });
-                }
+                push_parts(&item, body.start, children, minor == "digest", stack);
                 return;
             }
-            // No delimiter at all: the body is inspected as one opaque part.
+            // No delimiter matches the boundary. Thunderbird reads the whole body
+            // as the preamble and shows nothing; mail-parser shows it as one text
+            // part; a reader that guesses takes the first line that looks like a
+            // delimiter. So the body's parts under such a line, when one is
+            // followed by a header field, are walked as the parts of this
+            // multipart; without one, the body is walked as one text part (typed
+            // by its content, uuencoded files in it found), never as an opaque
+            // file.
+            let (guess, looked_at) = delimiter_lookalike(body_bytes);
+            if !self.charge(looked_at as u64) {
+                return;
+            }
+            if let Some(guessed) = guess {
+                let (children, checked) =
+                    split_multipart(body_bytes, guessed, self.parts_left().saturating_add(1));
+                if !self.charge(checked) {
+                    return;
+                }
+                if !children.is_empty() {
+                    push_parts(&item, body.start, children, minor == "digest", stack);
+                    return;
+                }
+            }
+            self.leaf(&item, &headers, "text/plain", body);
+            return;
         }
 
         if major == "message" && matches!(minor, "rfc822" | "global" | "rfc2822") {
@@ -442,7 +472,8 @@ impl<'l> Walker<'l> {
             nesting: item.nesting + 1,
             path,
             path_work,
-            label: item.label,
+            parent_label: item.parent_label,
+            number: item.number,
         });
     }
 
@@ -486,20 +517,21 @@ impl<'l> Walker<'l> {
         }
 
         let label = || {
-            if item.label.is_empty() {
+            if item.number == 0 && item.parent_label.is_empty() {
                 "body".to_owned()
             } else {
-                format!("part {}", item.label)
+                format!("part {}", item.label())
             }
         };
         // Body text is a file only when its content is not text after all, or
         // is text that carries a file (BinHex, which old Mac mailers put there).
         let is_file =
             !body_text || !matches!(classify(data), FileKind::Other(_)) || binhex::is_binhex(data);
-        let mut file_path = Vec::new();
+        // Where the part's own fact is in `out.files` (with its path), if it is a file.
+        let mut file_index = None;
         if is_file {
             let data = keep(self);
-            file_path.reserve(item.path.len() + 1);
+            let mut file_path = Vec::with_capacity(item.path.len() + 1);
             file_path.extend_from_slice(&item.path);
             file_path.push(name.clone().unwrap_or_else(|| "(unnamed)".to_owned()));
             if top {
@@ -514,14 +546,9 @@ impl<'l> Walker<'l> {
             let index = self.out.files.len();
             let tnef_type = matches!(ctype, "application/ms-tnef" | "application/vnd.ms-tnef");
             let is_tnef = tnef_type || tnef::is_tnef(&data);
-            // The path is needed again below only for TNEF and uuencoded files.
-            let path = if is_tnef || is_text {
-                file_path.clone()
-            } else {
-                std::mem::take(&mut file_path)
-            };
+            file_index = Some(index);
             inspect_file(
-                path,
+                file_path,
                 name.as_deref(),
                 &data,
                 0,
@@ -536,7 +563,8 @@ impl<'l> Walker<'l> {
                 return;
             }
             if is_tnef {
-                self.tnef(&file_path, item.path_work, &data);
+                let path = self.out.files[index].path.clone();
+                self.tnef(&path, item.path_work, &data);
             }
         } else if !top {
             // The body text of an attached message: part of an attachment.
@@ -551,10 +579,9 @@ impl<'l> Walker<'l> {
                     break;
                 }
                 let uu_name = truncate(&uu.name);
-                let mut path = if is_file {
-                    file_path.clone()
-                } else {
-                    item.path.to_vec()
+                let mut path = match file_index {
+                    Some(index) => self.out.files[index].path.clone(),
+                    None => item.path.to_vec(),
                 };
                 path.push(uu_name.clone());
                 let bytes = Bytes::from(uu.data);
@@ -695,6 +722,58 @@ fn is_saved_message(
     }
 }
 
+/// Pushes the parts of a multipart entity (`parts`: ranges in its body, which
+/// starts at `body_start`) to be walked next, the first on top.
+fn push_parts<'a>(
+    item: &Item<'a>,
+    body_start: usize,
+    parts: Vec<Range<usize>>,
+    in_digest: bool,
+    stack: &mut Vec<Item<'a>>,
+) {
+    let parent_label: Rc<str> = Rc::from(item.label());
+    for (i, r) in parts.into_iter().enumerate().rev() {
+        stack.push(Item {
+            src: item.src.clone(),
+            range: body_start + r.start..body_start + r.end,
+            in_digest,
+            msg_depth: item.msg_depth,
+            nesting: item.nesting + 1,
+            path: Rc::clone(&item.path),
+            path_work: item.path_work,
+            parent_label: Rc::clone(&parent_label),
+            number: i + 1,
+        });
+    }
+}
+
+/// The boundary of the first line of `body` that looks like a delimiter
+/// (`--` and at most 70 characters, RFC 2046's longest boundary) and is
+/// followed by a header field, as a part's first line would be; and the bytes
+/// looked at to find it (each line once).
+fn delimiter_lookalike(body: &[u8]) -> (Option<&[u8]>, usize) {
+    const MAX_BOUNDARY: usize = 70;
+    let mut start = 0;
+    loop {
+        let line_end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i);
+        let line = body[start..line_end].trim_ascii_end();
+        if let Some(boundary) = line.strip_prefix(b"--")
+            && (1..=MAX_BOUNDARY).contains(&boundary.len())
+        {
+            let next_start = (line_end + 1).min(body.len());
+            let next_end =
+                memchr::memchr(b'\n', &body[next_start..]).map_or(body.len(), |i| next_start + i);
+            if is_header_field(body[next_start..next_end].trim_ascii_end()) {
+                return (Some(boundary), next_end);
+            }
+        }
+        if line_end >= body.len() {
+            return (None, body.len());
+        }
+        start = line_end + 1;
+    }
+}
+
 /// The work of copying one step of a path (see [`PATH_STEP_WORK`]).
 fn step_work(step: &str) -> u64 {
     step.len() as u64 + PATH_STEP_WORK
@@ -702,17 +781,13 @@ fn step_work(step: &str) -> u64 {
 
 /// A path for log labels, with control and bidi characters made visible.
 fn path_label(path: &[String]) -> String {
-    path.iter()
-        .map(|p| display_name(p, 80))
-        .collect::<Vec<_>>()
-        .join(" > ")
-}
-
-fn child_label(parent: &str, n: usize) -> String {
-    if parent.is_empty() {
-        n.to_string()
-    } else {
-        format!("{parent}.{n}")
+    match path {
+        [one] => display_name(one, 80),
+        _ => path
+            .iter()
+            .map(|p| display_name(p, 80))
+            .collect::<Vec<_>>()
+            .join(" > "),
     }
 }
 
@@ -720,6 +795,9 @@ fn child_label(parent: &str, n: usize) -> String {
 /// its end: the final extension decides whether a file is an executable, so it
 /// must survive (`aaaa…aaaa.exe`).
 fn truncate(name: &str) -> String {
+    if name.len() <= MAX_NAME_CHARS {
+        return name.to_owned(); // no more characters than bytes
+    }
     let count = name.chars().count();
     if count <= MAX_NAME_CHARS {
         return name.to_owned();
@@ -808,7 +886,7 @@ fn is_header_field(line: &[u8]) -> bool {
 /// fields and [`MAX_NAMES_PER_PART`] names, looking at the clock as it goes.
 fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
     let mut h = PartHeaders::default();
-    let mut filenames = Vec::new();
+    // `filename` values go straight into `h.names`; `name` values follow them.
     let mut ct_names = Vec::new();
     let (fields, more) = header_fields(block);
     if more {
@@ -826,16 +904,11 @@ fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
         let name = String::from_utf8_lossy(name);
         let name = name.trim();
         // The parameters the walk uses; the others are only counted.
-        let (field, names, wanted, used) = if name.eq_ignore_ascii_case("content-type") {
+        let (is_type, wanted, used) = if name.eq_ignore_ascii_case("content-type") {
             let used: &[&str] = &["name", "boundary", "protocol", "smime-type"];
-            (&mut h.content_type, &mut ct_names, "name", used)
+            (true, "name", used)
         } else if name.eq_ignore_ascii_case("content-disposition") {
-            (
-                &mut h.disposition,
-                &mut filenames,
-                "filename",
-                &["filename"][..],
-            )
+            (false, "filename", &["filename"][..])
         } else {
             if name.eq_ignore_ascii_case("content-transfer-encoding") && h.encoding.is_none() {
                 let v = String::from_utf8_lossy(&value);
@@ -848,34 +921,66 @@ fn parse_headers(block: &[u8], budget: &Budget) -> PartHeaders {
         if let Some(limit) = f.over_limit.take() {
             h.over_limit.push(limit);
         }
-        names.extend(f.params_named(wanted).map(str::to_owned));
-        field.get_or_insert(f);
+        // The names are moved out: the walk reads them from `h.names` only.
+        let names = f
+            .params
+            .iter_mut()
+            .filter(|(n, _)| n == wanted)
+            .map(|(_, v)| std::mem::take(v));
+        if is_type {
+            ct_names.extend(names);
+            h.content_type.get_or_insert(f);
+        } else {
+            for n in names {
+                h.add_name(n);
+            }
+            h.disposition.get_or_insert(f);
+        }
     }
-    // Distinct names, in order. The list searched for each name is at most
-    // MAX_NAMES_PER_PART long (unbounded, that search was quadratic).
-    for n in filenames.into_iter().chain(ct_names) {
-        let n = n.trim();
-        if n.is_empty() || h.names.iter().any(|known| known == n) {
-            continue;
-        }
-        if h.names.len() == MAX_NAMES_PER_PART {
-            h.over_limit.push(format!(
-                "more than {MAX_NAMES_PER_PART} file names for one MIME part"
-            ));
-            break;
-        }
-        h.names.push(n.to_owned());
+    for n in ct_names {
+        h.add_name(n);
     }
     h
 }
 
-/// A header field, unfolded: its name, and its value without line ends.
-type Field<'a> = (&'a [u8], Vec<u8>);
+impl PartHeaders {
+    /// Adds a name unless it is blank or known. The list searched for each
+    /// name is at most [`MAX_NAMES_PER_PART`] long (unbounded, that search was
+    /// quadratic); past it, the cap is recorded once and further names ignored.
+    fn add_name(&mut self, name: String) {
+        let trimmed = name.trim();
+        if self.names_capped || trimmed.is_empty() || self.names.iter().any(|n| n == trimmed) {
+            return;
+        }
+        if self.names.len() == MAX_NAMES_PER_PART {
+            self.names_capped = true;
+            self.over_limit.push(format!(
+                "more than {MAX_NAMES_PER_PART} file names for one MIME part"
+            ));
+            return;
+        }
+        let name = if trimmed.len() == name.len() {
+            name
+        } else {
+            trimmed.to_owned()
+        };
+        if self.names.capacity() == 0 {
+            self.names = Vec::with_capacity(2); // allocated once, not grown
+        }
+        self.names.push(name);
+    }
+}
+
+/// A header field, unfolded: its name, and its value without line ends (a
+/// slice of the header block unless it was folded).
+type Field<'a> = (&'a [u8], Cow<'a, [u8]>);
 
 /// The `Content-*` fields of a header block, at most [`MAX_MIME_FIELDS`] (true
 /// when there were more).
 fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
-    let mut fields: Vec<Field<'_>> = Vec::new();
+    // Room for what mail clients write (type, disposition, encoding), allocated
+    // once rather than grown.
+    let mut fields: Vec<Field<'_>> = Vec::with_capacity(4);
     // Only the MIME headers are needed; the others are not copied.
     let mut keep = false;
     let mut start = 0;
@@ -889,7 +994,7 @@ fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
         }
         if matches!(line[0], b' ' | b'\t') {
             if keep && let Some((_, value)) = fields.last_mut() {
-                value.extend_from_slice(line);
+                value.to_mut().extend_from_slice(line);
             }
             continue;
         }
@@ -901,7 +1006,7 @@ fn header_fields(block: &[u8]) -> (Vec<Field<'_>>, bool) {
                     return (fields, true);
                 }
                 keep = true;
-                fields.push((name, line[colon + 1..].to_vec()));
+                fields.push((name, Cow::Borrowed(&line[colon + 1..])));
             }
         }
     }
@@ -972,6 +1077,26 @@ fn split_multipart(body: &[u8], boundary: &[u8], max: u64) -> (Vec<Range<usize>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delimiter_lookalikes() {
+        let found = |body: &[u8]| delimiter_lookalike(body).0.map(<[u8]>::to_vec);
+        assert_eq!(
+            found(b"--B\r\nContent-Type: text/plain\r\n\r\nx"),
+            Some(b"B".to_vec())
+        );
+        assert_eq!(
+            found(b"text\r\n--a b  \r\nX-Any: 1\r\n"),
+            Some(b"a b".to_vec())
+        );
+        // A signature separator, a line not followed by a header, an overlong line.
+        assert_eq!(found(b"hi\r\n-- \r\nNguyen: 1\r\n"), None);
+        assert_eq!(found(b"--B\r\n\r\nContent-Type: x\r\n"), None);
+        let long = [b"--".as_slice(), &[b'b'; 71], b"\nContent-Type: x\n"].concat();
+        assert_eq!(found(&long), None);
+        assert_eq!(found(b""), None);
+        assert_eq!(found(b"--B"), None);
+    }
 
     #[test]
     fn multipart_split() {

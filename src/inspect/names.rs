@@ -91,10 +91,13 @@ fn parse_field(raw: &[u8], wanted: Option<&[&str]>) -> ContentField {
     let head = &raw[..value_end];
     let value = if head.is_ascii() && memchr::memchr(b'(', head).is_none() {
         // The usual `type/subtype`: one copy, not three.
-        head.iter()
-            .filter(|&&b| !matches!(b, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r'))
-            .map(|&b| char::from(b.to_ascii_lowercase()))
-            .collect()
+        let mut value = String::with_capacity(head.len());
+        for &b in head {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r') {
+                value.push(char::from(b.to_ascii_lowercase()));
+            }
+        }
+        value
     } else {
         String::from_utf8_lossy(&strip_comments(head))
             .split_whitespace()
@@ -210,6 +213,7 @@ fn join_params(raws: Vec<RawParam>, over_limit: &mut Option<String>) -> Vec<(Str
             groups[group].push(i);
         }
     }
+    let few = raws.len() <= 16;
     let mut out: Vec<(String, String)> = Vec::with_capacity(raws.len());
     for mut pieces in groups {
         pieces.sort_by_key(|&i| raws[i].section.unwrap_or(0));
@@ -241,48 +245,30 @@ fn join_params(raws: Vec<RawParam>, over_limit: &mut Option<String>) -> Vec<(Str
         let decoded = decode_charset(charset.as_deref(), &bytes);
         out.push((raws[pieces[0]].base.clone(), decoded));
     }
-    // Plain forms after the RFC 2231 ones, unless they say the same.
-    let mut plain = Vec::new();
-    for p in raws {
-        if p.section.is_some() || p.extended {
-            continue;
-        }
-        let text = match String::from_utf8(p.value) {
-            Ok(text) => text,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        // Quoted or not, encoded words are decoded (mail clients do).
-        let value = if text.contains("=?") {
-            let (decoded, capped) = decode_words(&text, MAX_ENCODED_WORDS);
-            if capped {
-                over_limit.get_or_insert_with(|| {
-                    format!("more than {MAX_ENCODED_WORDS} encoded words in one header parameter")
-                });
+    // Plain forms after the RFC 2231 ones, unless they say the same: by list
+    // for a few, by set for many (a list searched for each of 256 would be
+    // quadratic).
+    let plain = raws
+        .into_iter()
+        .filter(|p| p.section.is_none() && !p.extended);
+    if few {
+        for p in plain {
+            let value = plain_value(p.value, over_limit);
+            if !out.iter().any(|(n, v)| *n == p.base && *v == value) {
+                out.push((p.base, value));
             }
-            decoded
-        } else {
-            text
-        };
-        plain.push((p.base, value));
+        }
+        return out;
     }
-    // A plain form is kept unless an earlier one (or an RFC 2231 one) said the
-    // same: by list for a few, by set for many (a list searched for each of 256
-    // would be quadratic).
-    let keep: Vec<bool> = if out.len() + plain.len() <= 16 {
-        (0..plain.len())
-            .map(|i| {
-                let said = |(n, v): &(String, String)| *n == plain[i].0 && *v == plain[i].1;
-                !(out.iter().any(said) || plain[..i].iter().any(said))
-            })
-            .collect()
-    } else {
-        let mut said: HashSet<(&str, &str)> =
-            out.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        plain
-            .iter()
-            .map(|(n, v)| said.insert((n.as_str(), v.as_str())))
-            .collect()
-    };
+    let plain: Vec<(String, String)> = plain
+        .map(|p| (p.base, plain_value(p.value, over_limit)))
+        .collect();
+    let mut said: HashSet<(&str, &str)> =
+        out.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let keep: Vec<bool> = plain
+        .iter()
+        .map(|(n, v)| said.insert((n.as_str(), v.as_str())))
+        .collect();
     out.extend(
         plain
             .into_iter()
@@ -290,6 +276,28 @@ fn join_params(raws: Vec<RawParam>, over_limit: &mut Option<String>) -> Vec<(Str
             .filter_map(|(p, k)| k.then_some(p)),
     );
     out
+}
+
+/// The value of a plain (not RFC 2231) parameter: quoted or not, its encoded
+/// words are decoded (mail clients do).
+fn plain_value(value: Vec<u8>, over_limit: &mut Option<String>) -> String {
+    let text = match String::from_utf8(value) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    let bytes = text.as_bytes();
+    // `str::contains` would set up a substring search for every value.
+    let has_words = memchr::memchr_iter(b'=', bytes).any(|i| bytes.get(i + 1) == Some(&b'?'));
+    if !has_words {
+        return text;
+    }
+    let (decoded, capped) = decode_words(&text, MAX_ENCODED_WORDS);
+    if capped {
+        over_limit.get_or_insert_with(|| {
+            format!("more than {MAX_ENCODED_WORDS} encoded words in one header parameter")
+        });
+    }
+    decoded
 }
 
 fn percent_decode_into(value: &[u8], out: &mut Vec<u8>) {
@@ -638,10 +646,17 @@ fn decode_q_into(payload: &[u8], out: &mut Vec<u8>) {
 /// dot of the last path component, lower-cased, once trailing dots and blanks are
 /// stripped (Windows drops them). `None` when the name has no dot.
 pub fn final_extension(name: &str) -> Option<String> {
+    final_extension_as_written(name).map(str::to_lowercase)
+}
+
+/// [`final_extension`] as the name writes it (not lower-cased).
+pub fn final_extension_as_written(name: &str) -> Option<&str> {
     let trimmed = name.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
-    let base = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
-    let (_, ext) = base.rsplit_once('.')?;
-    (!ext.is_empty()).then(|| ext.to_lowercase())
+    let base_start = memchr::memrchr2(b'/', b'\\', trimmed.as_bytes()).map_or(0, |i| i + 1);
+    let base = &trimmed[base_start..];
+    let dot = memchr::memrchr(b'.', base.as_bytes())?;
+    let ext = &base[dot + 1..];
+    (!ext.is_empty()).then_some(ext)
 }
 
 /// Unicode controls that change the display order of text (bidi embedding,
@@ -652,6 +667,9 @@ pub fn is_bidi_control(c: char) -> bool {
 
 /// The first bidi control in a name, if any.
 pub fn bidi_control(name: &str) -> Option<char> {
+    if name.is_ascii() {
+        return None; // every direction control is outside ASCII
+    }
     name.chars().find(|&c| is_bidi_control(c))
 }
 

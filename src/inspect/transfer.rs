@@ -6,10 +6,16 @@
 /// group, and decoding goes on after it (some senders concatenate encoded
 /// chunks). Output is at most 3/4 of the input.
 ///
+/// The alphabet is RFC 2045's (`A-Z a-z 0-9 + /`) and nothing else: the URL-safe
+/// `-` and `_` are skipped like any other junk, as mail readers (mail-parser,
+/// Thunderbird) skip them. Taken as symbols, one `_` inserted into a body would
+/// shift every byte after it, and the filter would inspect other bytes than the
+/// reader shows.
+///
 /// Mail wraps base64 in lines of the standard alphabet. The symbols of many
 /// lines (line ends and trailing blanks removed, which the lenient decoder would
 /// skip anyway) are gathered into a block and decoded by base64-simd; a block
-/// it refuses (junk, URL-safe symbols, a `=` inside) goes to the lenient
+/// it refuses (junk, `-` or `_`, a `=` inside) goes to the lenient
 /// decoder instead. Either way the result is the lenient decoder's on the whole
 /// input.
 pub fn decode_base64(input: &[u8]) -> Vec<u8> {
@@ -126,8 +132,8 @@ const SKIP: u8 = 0xFF;
 /// `=`: ends a group.
 const PAD: u8 = 0xFE;
 
-/// Symbol values of the standard and URL-safe alphabets (both accepted); valid
-/// values are below 64, so `& 0xC0` tells a symbol from anything else.
+/// Symbol values of the RFC 2045 alphabet; valid values are below 64, so
+/// `& 0xC0` tells a symbol from anything else.
 static BASE64: [u8; 256] = {
     let mut t = [SKIP; 256];
     let mut i = 0;
@@ -142,9 +148,7 @@ static BASE64: [u8; 256] = {
         d += 1;
     }
     t[b'+' as usize] = 62;
-    t[b'-' as usize] = 62;
     t[b'/' as usize] = 63;
-    t[b'_' as usize] = 63;
     t[b'=' as usize] = PAD;
     t
 };
@@ -242,6 +246,19 @@ mod tests {
         assert_eq!(decode_base64(b"%%%"), b"");
     }
 
+    #[test]
+    fn url_safe_symbols_are_skipped_like_other_junk() {
+        // "MZ\x90\x00" with `_` and `-` inserted: skipped, not read as `/` and `+`.
+        assert_eq!(decode_base64(b"TV_qQAA=="), b"MZ\x90\x00");
+        assert_eq!(decode_base64(b"T-VqQ_AA=="), b"MZ\x90\x00");
+        // On the fast path's scale too: one `_` in a long body shifts nothing.
+        let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let mut encoded = base64_simd::STANDARD.encode_to_string(&data).into_bytes();
+        encoded.insert(5, b'_');
+        encoded.insert(60_000, b'-');
+        assert_eq!(decode_base64(&encoded), data);
+    }
+
     /// The byte-at-a-time decoder the fast one replaced: the reference.
     fn reference_base64(input: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -251,8 +268,8 @@ mod tests {
                 b'A'..=b'Z' => c - b'A',
                 b'a'..=b'z' => c - b'a' + 26,
                 b'0'..=b'9' => c - b'0' + 52,
-                b'+' | b'-' => 62,
-                b'/' | b'_' => 63,
+                b'+' => 62,
+                b'/' => 63,
                 b'=' => {
                     flush_base64(&mut out, acc, n);
                     (acc, n) = (0, 0);

@@ -4,12 +4,13 @@
 //! [`evaluate`] turns the facts of an [`Inspection`] into [`Violation`]s; the
 //! policy then decides what each one means (`Policy::judge`).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
 use super::Detector;
-use crate::inspect::names::{bidi_control, display_name, final_extension};
+use crate::inspect::names::{bidi_control, display_name, final_extension_as_written};
 use crate::inspect::{ArchiveKind, ExecKind, FileFacts, FileKind, Inspection};
 use crate::policy::{ByteSize, Policy, Problem};
 use crate::rule::{Control, Rule, RuleAction, Violation};
@@ -155,26 +156,66 @@ impl AttachmentPolicy {
     /// The extension that makes `name` an executable, if it does. A name with a
     /// NUL (`x.exe%00.pdf`) is also read as Windows would, cut at the NUL.
     pub fn executable_extension(&self, name: &str) -> Option<String> {
-        let cut = name.split('\0').next().unwrap_or(name);
-        let forms = if cut.len() < name.len() { 2 } else { 1 };
-        [name, cut].into_iter().take(forms).find_map(|n| {
-            let ext = final_extension(n)?;
+        self.executable_names().extension_of(name)
+    }
+
+    /// The executable extensions, lower-cased once to be looked up by name.
+    fn executable_names(&self) -> ExecutableNames {
+        ExecutableNames::new(
             self.executable_extensions
                 .iter()
-                .chain(&self.extra_executable_extensions)
-                .any(|e| {
-                    // `ext` is lower-case already: ASCII extensions are compared
-                    // without a lower-cased copy (this runs for every name of every file).
-                    let e = e.trim();
-                    if e.is_ascii() {
-                        e.eq_ignore_ascii_case(&ext)
-                    } else {
-                        e.to_lowercase() == ext
-                    }
-                })
-                .then_some(ext)
+                .chain(&self.extra_executable_extensions),
+        )
+    }
+}
+
+/// The lower-cased extensions that make a file an executable, made once per
+/// message: the rules look up every name of every file in it, most of them
+/// short ASCII extensions, which are compared as numbers ([`short_key`]).
+struct ExecutableNames {
+    short: Vec<u64>,
+    all: Vec<String>,
+}
+
+impl ExecutableNames {
+    fn new<'a>(extensions: impl Iterator<Item = &'a String>) -> Self {
+        let all: Vec<String> = extensions.map(|e| e.trim().to_lowercase()).collect();
+        let short = all.iter().filter_map(|e| short_key(e)).collect();
+        ExecutableNames { short, all }
+    }
+
+    /// See [`AttachmentPolicy::executable_extension`].
+    fn extension_of(&self, name: &str) -> Option<String> {
+        self.final_extension_of(name).or_else(|| {
+            let nul = memchr::memchr(0, name.as_bytes())?;
+            self.final_extension_of(&name[..nul])
         })
     }
+
+    fn final_extension_of(&self, name: &str) -> Option<String> {
+        let ext = final_extension_as_written(name)?;
+        match short_key(ext) {
+            Some(key) => self.short.contains(&key).then(|| ext.to_ascii_lowercase()),
+            None => {
+                let ext = ext.to_lowercase();
+                self.all.contains(&ext).then_some(ext)
+            }
+        }
+    }
+}
+
+/// An ASCII extension of at most 7 bytes as one number: its bytes lower-cased,
+/// and its length in the top byte (so that no two extensions share a key).
+fn short_key(ext: &str) -> Option<u64> {
+    if ext.len() > 7 || !ext.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 8];
+    for (to, from) in bytes.iter_mut().zip(ext.bytes()) {
+        *to = from.to_ascii_lowercase();
+    }
+    bytes[7] = ext.len() as u8;
+    Some(u64::from_le_bytes(bytes))
 }
 
 pub const DETECTOR: Detector = Detector {
@@ -212,17 +253,21 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
     // nothing more.
     let mut encrypted_reported = ReportedPaths::default();
     let mut uninspectable_reported = ReportedPaths::default();
+    let executables = rules.executable_names();
     for (index, f) in inspection.files.iter().enumerate() {
-        let names: Vec<&str> = f
-            .name
-            .as_deref()
-            .into_iter()
-            .chain(alt_names.get(&index).into_iter().flatten().copied())
-            .collect();
-        let file = short_path(f);
-        let where_ = long_path(f);
+        let names = || {
+            f.name
+                .as_deref()
+                .into_iter()
+                .chain(alt_names.get(&index).into_iter().flatten().copied())
+        };
+        // The reply's and the log's forms of the path, made only for a file
+        // that is reported (most files of a message are not).
+        let paths = OnceCell::new();
+        let paths = || paths.get_or_init(|| (short_path(f), long_path(f)));
 
-        if let Some((name, c)) = names.iter().find_map(|n| bidi_control(n).map(|c| (*n, c))) {
+        if let Some((name, c)) = names().find_map(|n| bidi_control(n).map(|c| (n, c))) {
+            let (file, where_) = paths();
             let mut detail = format!(
                 "{where_}: the name holds the Unicode direction control U+{:04X}, which makes it display differently from what it is",
                 c as u32
@@ -233,7 +278,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             push(Violation::new(&DECEPTIVE_NAME, detail).with("file", file.clone()));
         }
 
-        let by_name = names.iter().find_map(|n| rules.executable_extension(n));
+        let by_name = names().find_map(|n| executables.extension_of(n));
         let by_content = match &f.kind {
             FileKind::Executable(k) if rules.check_content => Some(exec_kind(*k)),
             _ => None,
@@ -245,6 +290,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
                 (None, Some(kind)) => kind.to_owned(),
                 (None, None) => unreachable!(),
             };
+            let (file, where_) = paths();
             push(
                 Violation::new(&EXECUTABLE, format!("{where_}: {what}")).with("file", file.clone()),
             );
@@ -253,6 +299,7 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         // An encrypted archive is one violation, not one more per encrypted entry.
         if f.encrypted && !encrypted_reported.hold_a_prefix_of(&f.path) {
             encrypted_reported.insert(&f.path);
+            let (file, where_) = paths();
             push(
                 Violation::new(
                     &ENCRYPTED_ARCHIVE,
@@ -271,9 +318,11 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
         };
         // Like encryption: an archive that cannot be inspected is one violation;
         // its entries that could not be inspected either add nothing.
-        let inside_uninspectable = uninspectable_reported.hold_a_prefix_of(&f.path);
-        if let Some(reason) = uninspectable.filter(|_| !inside_uninspectable) {
+        if let Some(reason) = uninspectable
+            && !uninspectable_reported.hold_a_prefix_of(&f.path)
+        {
             uninspectable_reported.insert(&f.path);
+            let (file, where_) = paths();
             push(
                 Violation::new(
                     &UNINSPECTABLE,
@@ -485,10 +534,28 @@ mod tests {
             assert_eq!(p.executable_extension(name).is_some(), exe, "{name:?}");
         }
         let extra = AttachmentPolicy {
-            extra_executable_extensions: vec!["DLL".into()],
+            extra_executable_extensions: vec![
+                "DLL".into(),
+                " Ẽxe ".into(),
+                "Program".into(),
+                "programs".into(),
+            ],
             ..Default::default()
         };
         assert!(extra.executable_extension("x.dll").is_some());
+        // Not ASCII, and longer than the extensions compared as numbers.
+        assert_eq!(extra.executable_extension("x.ẽXE").as_deref(), Some("ẽxe"));
+        assert_eq!(
+            extra.executable_extension("x.PROGRAMS").as_deref(),
+            Some("programs")
+        );
+        assert_eq!(
+            extra.executable_extension("x.Program").as_deref(),
+            Some("program")
+        );
+        assert_eq!(extra.executable_extension("x.progra\0m"), None);
+        assert_eq!(extra.executable_extension("x.progra"), None);
+        assert_eq!(extra.executable_extension("x.ẽx"), None);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Single-stream compressors: gzip (flate2), bzip2 (bzip2, pure-Rust backend), xz
-//! (lzma-rust2). The decompressed stream is the one entry, named after the file
-//! (`a.tar.gz` → `a.tar`, `b.tgz` → `b.tar`) or `(unnamed)`. Concatenated
+//! (lzma-rust2). The decompressed stream is the one entry, named by the name a
+//! gzip header stores (FNAME: `gzip` stores it unless told `-n`; 7-Zip and
+//! WinRAR extract under it, so `invoice.pdf.gz` may well unpack as
+//! `update.bat`), else after the file (`a.tar.gz` → `a.tar`, `b.tgz` →
+//! `b.tar`) or `(unnamed)`. A stored name differing from the file's leaves
+//! `gunzip`'s name unchecked; what the stream holds is typed by content either
+//! way. Concatenated
 //! streams (members) are read whole, and bytes after the last member that do not
 //! start another one (tape padding, zeros) are ignored — as gunzip, bunzip2 and
 //! unxz do, so a padded .tar.gz is not "damaged".
@@ -48,7 +53,10 @@ pub fn open(
     sink: &mut Sink<'_>,
 ) -> Opened {
     let mut opened = Opened::default();
-    let entry = entry_name(kind, name);
+    let stored = (kind == ArchiveKind::Gzip)
+        .then(|| gzip_stored_name(data))
+        .flatten();
+    let entry = stored.unwrap_or_else(|| entry_name(kind, name));
     if let Err(reason) = budget.take_entry() {
         opened.problem(reason);
         return opened;
@@ -90,6 +98,39 @@ pub fn open(
         sink,
     );
     opened
+}
+
+/// Longest stored name read from a gzip header (Linux's `PATH_MAX`); a longer
+/// one is ignored.
+const MAX_STORED_NAME: usize = 4096;
+
+/// The file name stored in a gzip header (FNAME, RFC 1952 section 2.3.1): a
+/// zero-terminated name after the optional extra field. RFC 1952 says ISO
+/// 8859-1; `gzip` writes the name's bytes as they are, so UTF-8 when it is.
+fn gzip_stored_name(data: &[u8]) -> Option<String> {
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    if !data.starts_with(&[0x1F, 0x8B, 0x08]) {
+        return None;
+    }
+    let flags = *data.get(3)?;
+    if flags & FNAME == 0 {
+        return None;
+    }
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let extra = usize::from(u16::from_le_bytes([*data.get(10)?, *data.get(11)?]));
+        at = 12 + extra;
+    }
+    let field = data.get(at..)?;
+    let field = &field[..field.len().min(MAX_STORED_NAME + 1)];
+    let raw = &field[..memchr::memchr(0, field)?];
+    let name = match std::str::from_utf8(raw) {
+        Ok(text) => text.to_owned(),
+        Err(_) => raw.iter().map(|&b| char::from(b)).collect(),
+    };
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// Memory of a gzip decoder: its state and 32 KiB window (miniz_oxide), rounded up.
@@ -253,6 +294,43 @@ mod tests {
         let mut bad = gz.clone();
         bad.truncate(20);
         assert!(unpack(true, &bad).is_err());
+    }
+
+    #[test]
+    fn gzip_stored_names() {
+        use std::io::Write;
+        let gz = |name: Option<&[u8]>, extra: Option<&[u8]>| {
+            let mut b = flate2::GzBuilder::new();
+            if let Some(n) = name {
+                b = b.filename(n);
+            }
+            if let Some(e) = extra {
+                b = b.extra(e);
+            }
+            let mut e = b.write(Vec::new(), flate2::Compression::default());
+            e.write_all(b"@echo off").unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(
+            gzip_stored_name(&gz(Some(b"update.bat"), None)).as_deref(),
+            Some("update.bat")
+        );
+        assert_eq!(
+            gzip_stored_name(&gz(Some(b"setup.exe"), Some(b"XX\x02\x00ab"))).as_deref(),
+            Some("setup.exe")
+        );
+        // Not UTF-8: read as ISO 8859-1.
+        assert_eq!(
+            gzip_stored_name(&gz(Some(b"t\xe0i.exe"), None)).as_deref(),
+            Some("tài.exe")
+        );
+        assert_eq!(gzip_stored_name(&gz(None, None)), None);
+        // Cut before its end, or without an end within the limit: no name.
+        let cut = gz(Some(b"update.bat"), None);
+        assert_eq!(gzip_stored_name(&cut[..15]), None);
+        let long = vec![b'a'; MAX_STORED_NAME + 1];
+        assert_eq!(gzip_stored_name(&gz(Some(&long), None)), None);
+        assert_eq!(gzip_stored_name(b"\x1f\x8b\x08\x08"), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! never entries (clamd unpacks archives on its own, except RAR: Debian's clamd
 //! lacks the non-free unrar library).
 
+pub mod after_prefix;
 pub mod compress;
 pub mod libarchive;
 pub mod ole;

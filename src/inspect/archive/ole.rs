@@ -249,7 +249,9 @@ fn carries_something(stream: &Unpacked) -> bool {
 fn worth_inspecting(kind: &FileKind) -> bool {
     match kind {
         FileKind::Executable(ExecKind::Script) => false,
-        FileKind::Archive(ArchiveKind::Unsupported(_)) => false,
+        FileKind::Archive(ArchiveKind::Unsupported(_) | ArchiveKind::Cpio | ArchiveKind::Lha) => {
+            false
+        }
         FileKind::Executable(_) | FileKind::Archive(_) | FileKind::Document(_) => true,
         FileKind::Other(_) => false,
     }
