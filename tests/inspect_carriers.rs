@@ -508,7 +508,10 @@ fn rtf_objects_other_than_packages_are_typed_by_content() {
     // The Word file is opened in turn (src/inspect/archive/ole.rs): the
     // program in its Package object is found.
     assert_eq!(facts[2].name.as_deref(), Some("Clam.exe"));
-    assert!(matches!(facts[2].kind, FileKind::Executable(_)), "{facts:#?}");
+    assert!(
+        matches!(facts[2].kind, FileKind::Executable(_)),
+        "{facts:#?}"
+    );
     let facts = inspect("exe-ole-in.rtf");
     assert_eq!(
         executables(&facts),
