@@ -265,16 +265,22 @@ pub fn split_message(eml: &[u8], leading_space: bool) -> (Vec<(String, String)>,
         rest = next;
     }
     let body = eml.get(body_start..).unwrap_or(&[]);
+    (headers, to_crlf(body))
+}
+
+/// `body` with every bare `\n` made `\r\n`, as the body arrives from Postfix.
+fn to_crlf(body: &[u8]) -> Vec<u8> {
     let mut crlf = Vec::with_capacity(body.len() + body.len() / 32);
-    let mut prev = 0u8;
-    for &b in body {
-        if b == b'\n' && prev != b'\r' {
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', body) {
+        crlf.extend_from_slice(&body[start..i]);
+        if i == 0 || body[i - 1] != b'\r' {
             crlf.push(b'\r');
         }
-        crlf.push(b);
-        prev = b;
+        start = i;
     }
-    (headers, crlf)
+    crlf.extend_from_slice(&body[start..]);
+    crlf
 }
 
 /// Unfolds a header value (`\n` + whitespace → one space) and trims it.
@@ -290,6 +296,21 @@ pub fn unfold(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_line_feeds_become_crlf_and_crlf_stays() {
+        for (body, want) in [
+            (&b""[..], &b""[..]),
+            (b"\n", b"\r\n"),
+            (b"a\nb", b"a\r\nb"),
+            (b"a\r\nb\n", b"a\r\nb\r\n"),
+            (b"\n\n\r\n", b"\r\n\r\n\r\n"),
+            (b"a\r\r\nb\rc", b"a\r\r\nb\rc"),
+            (b"no line end", b"no line end"),
+        ] {
+            assert_eq!(to_crlf(body), want, "{:?}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn eml_round_trip_keeps_headers_and_body() {
