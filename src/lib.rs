@@ -19,6 +19,7 @@ pub mod milter;
 pub mod offline;
 pub mod pipeline;
 pub mod policy;
+pub mod quarantine;
 pub mod rule;
 pub mod rules;
 pub mod scan;

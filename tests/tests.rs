@@ -20,6 +20,7 @@ mod e2e_forwarding;
 mod e2e_metrics;
 mod e2e_postfix;
 mod e2e_progress;
+mod e2e_quarantine;
 mod e2e_rspamd;
 mod forwarding_rule;
 mod fuzz_regressions;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::address::domain_matches;
 
+pub use crate::quarantine::QuarantineSection;
 pub use crate::rules::attachments::AttachmentPolicy;
 pub use crate::rules::forwarding::ForwardingPolicy;
 pub use crate::scan::ClamavPolicy;
@@ -58,6 +59,8 @@ pub struct Policy {
     pub log: LogSection,
     #[serde(default)]
     pub headers: HeadersSection,
+    #[serde(default)]
+    pub quarantine: QuarantineSection,
     /// Per-rule action, exceptions and reply text, by rule name.
     #[serde(default)]
     pub rules: judge::RulesSection,
