@@ -16,6 +16,7 @@ pub mod manpages;
 pub mod message;
 pub mod metrics;
 pub mod milter;
+pub mod notices;
 pub mod offline;
 pub mod pipeline;
 pub mod policy;

@@ -18,6 +18,7 @@ mod clamd_scan;
 mod daemon;
 mod e2e_forwarding;
 mod e2e_metrics;
+mod e2e_notices;
 mod e2e_postfix;
 mod e2e_progress;
 mod e2e_quarantine;
