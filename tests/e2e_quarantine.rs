@@ -236,6 +236,12 @@ fn delete_by_filter_and_expire() {
     let first = hold_one(&mailbox);
     let second = hold_one(&mailbox);
 
+    // Neither ids nor a filter: refused, nothing deleted.
+    let out = cli.run(&["delete", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name the messages"));
+    assert_eq!(cli.list_json().len(), 2);
+
     // A filter that matches nothing deletes nothing.
     let out = cli.ok(&["delete", "--rule", "virus", "--reason", "x"]);
     assert!(out.is_empty(), "{out}");

@@ -197,6 +197,11 @@ pub fn run(args: &QuarantineArgs) -> ExitCode {
     let section = &loaded.policy.quarantine;
     let tag_header = &loaded.policy.headers.tag_header;
     let result = (|| -> Result<bool> {
+        if let QuarantineCommand::Release(change) | QuarantineCommand::Delete(change) =
+            &args.command
+        {
+            check_change(change)?;
+        }
         let instances = instances(&args.postfix_config)?;
         let held = || all_held(&instances, tag_header);
         let now = SystemTime::now();
@@ -220,14 +225,6 @@ pub fn run(args: &QuarantineArgs) -> ExitCode {
             }
             QuarantineCommand::Release(change) | QuarantineCommand::Delete(change) => {
                 let release = matches!(args.command, QuarantineCommand::Release(_));
-                if change.ids.is_empty() && change.filter.is_empty() {
-                    bail!(UsageError(
-                        "name the messages: queue ids, or --rule, --older-than or --sender".into()
-                    ));
-                }
-                if change.reason.trim().is_empty() {
-                    bail!(UsageError("--reason must say why".into()));
-                }
                 let held = held()?;
                 let (chosen, mut all_found) = choose(&held, change, now)?;
                 for h in chosen {
@@ -266,6 +263,19 @@ pub fn run(args: &QuarantineArgs) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// A release or delete must name its messages and say why.
+fn check_change(change: &Change) -> Result<()> {
+    if change.ids.is_empty() && change.filter.is_empty() {
+        bail!(UsageError(
+            "name the messages: queue ids, or --rule, --older-than or --sender".into()
+        ));
+    }
+    if change.reason.trim().is_empty() {
+        bail!(UsageError("--reason must say why".into()));
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
