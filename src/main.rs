@@ -1,6 +1,7 @@
 //! The `congvu-milter` command: `serve` runs the daemon, `check-config` checks a
 //! policy file offline, `scan` runs the daemon's pipeline on .eml files, `man`
-//! writes the manual pages. Every subcommand reads
+//! writes the manual pages, `quarantine` reviews the mail held on Postfix's
+//! hold queue. Every subcommand reads
 //! /etc/congvu-milter/congvu-milter.toml unless `--config` names another file.
 //!
 //! Exit codes (also in congvu-milter(8), src/manpages.rs): 0 success (for `scan`:
@@ -17,7 +18,7 @@ use mimalloc::MiMalloc;
 use congvu_milter::heap::CountingAllocator;
 use congvu_milter::manpages::DEFAULT_CONFIG;
 use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
-use congvu_milter::{manpages, offline, server};
+use congvu_milter::{manpages, offline, quarantine, server};
 
 /// mimalloc gives memory back to the system after a burst of large messages
 /// (glibc's malloc kept it in per-thread arenas), wrapped in a counter of heap
@@ -78,6 +79,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Review the mail this filter put on hold: list, show, release, delete,
+    /// expire (run as root: it uses postqueue, postcat and postsuper).
+    Quarantine(quarantine::QuarantineArgs),
     /// Write the manual pages (congvu-milter(8), one per subcommand, and
     /// congvu-milter.toml(5)) into a directory.
     #[command(hide = true)]
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             };
             offline::run(&loaded, &options, &files)
         }
+        Command::Quarantine(args) => quarantine::run(&args),
         Command::Man { dir } => match manpages::write_all(Cli::command(), &dir) {
             Ok(pages) => {
                 for page in pages {

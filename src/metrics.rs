@@ -55,6 +55,9 @@ pub struct Metrics {
     pub heap_bytes: IntGauge,
     /// Messages deferred because the memory budget was full.
     pub budget_deferrals: IntCounter,
+    /// Notices to officials by result (`sent`, `failed`, `dropped`,
+    /// `rate_limited`, `no_mailbox`).
+    pub notices: IntCounterVec,
     /// Policy reloads by result (`success`, `failure`).
     pub policy_reloads: IntCounterVec,
     /// 1, labelled with the loaded policy's hash.
@@ -228,6 +231,12 @@ impl Metrics {
                 "congvu_milter_memory_budget_deferrals_total",
                 "Messages deferred because the buffered-bytes budget was full.",
             ),
+            notices: counter_vec(
+                &r,
+                "congvu_milter_notices_total",
+                "Notices to the officials concerned by a quarantine or a refused forward, by result.",
+                &["result"],
+            ),
             policy_reloads: counter_vec(
                 &r,
                 "congvu_milter_policy_reloads_total",
@@ -256,6 +265,9 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             m.policy_reloads.with_label_values(&[result]);
+        }
+        for result in ["sent", "failed", "dropped", "rate_limited", "no_mailbox"] {
+            m.notices.with_label_values(&[result]);
         }
         m
     }

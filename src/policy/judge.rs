@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{Mode, Policy};
 use crate::address;
 use crate::message::Message;
+use crate::quarantine::tag::PolicyTag;
 use crate::rule::{Control, OnFailure, RuleAction, Violation};
 
 use crate::verdict::{Action, Finding, HeaderEdit, Reason, SmtpReply, TEMPFAIL_TEXT};
@@ -66,7 +67,13 @@ impl Policy {
         };
         let tag = || HeaderEdit::Add {
             name: self.headers.tag_header.clone(),
-            value: format!("{} ({})", rule.name, ascii_only(&violation.detail)),
+            value: PolicyTag {
+                rule: rule.name.to_owned(),
+                detail: ascii_only(&violation.detail),
+                article: ascii_only(rule.article),
+                file: violation.var("file").map(ascii_only).unwrap_or_default(),
+            }
+            .render(),
         };
         let finding = |action, reply: Option<SmtpReply>, headers| Finding {
             action,
@@ -244,6 +251,14 @@ mod tests {
             .unwrap();
         assert_eq!(f.action, Action::Accept);
         assert!(matches!(&f.headers[0], HeaderEdit::Add { name, .. } if name == "X-Congvu-Policy"));
+        let HeaderEdit::Add { value, .. } = &f.headers[0] else {
+            unreachable!()
+        };
+        let tag = PolicyTag::parse(value).unwrap();
+        assert_eq!(
+            (tag.rule.as_str(), tag.article.as_str(), tag.file.as_str()),
+            ("executable", "Dieu 4 khoan 7", "ho so.exe")
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use crate::address::domain_matches;
 
+pub use crate::notices::NoticesSection;
+pub use crate::quarantine::QuarantineSection;
 pub use crate::rules::attachments::AttachmentPolicy;
 pub use crate::rules::forwarding::ForwardingPolicy;
 pub use crate::scan::ClamavPolicy;
@@ -58,6 +60,10 @@ pub struct Policy {
     pub log: LogSection,
     #[serde(default)]
     pub headers: HeadersSection,
+    #[serde(default)]
+    pub quarantine: QuarantineSection,
+    #[serde(default)]
+    pub notices: NoticesSection,
     /// Per-rule action, exceptions and reply text, by rule name.
     #[serde(default)]
     pub rules: judge::RulesSection,

@@ -2,7 +2,7 @@
 //!
 //! Sizes: `"15 MiB"` (15 × 1024 × 1024 bytes), `"15 MB"` (15,000,000 bytes), `"512 KiB"`,
 //! `"2 GiB"`, `"100 B"`, or a plain byte count (`15728640`). Durations: `"30s"`,
-//! `"250ms"`, `"5m"`, `"1h"`, or a plain number of seconds.
+//! `"250ms"`, `"5m"`, `"1h"`, `"30d"`, or a plain number of seconds.
 
 use std::fmt;
 use std::time::Duration;
@@ -130,9 +130,10 @@ impl Seconds {
             "" | "s" => number,
             "m" | "min" => number * 60.0,
             "h" => number * 3600.0,
+            "d" => number * 86400.0,
             other => {
                 return Err(format!(
-                    "invalid duration unit {other:?} in {text:?}: use ms, s, m or h"
+                    "invalid duration unit {other:?} in {text:?}: use ms, s, m, h or d"
                 ));
             }
         };
@@ -212,6 +213,10 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!(Seconds::parse("5m").unwrap().0, Duration::from_secs(300));
+        assert_eq!(
+            Seconds::parse("30d").unwrap().0,
+            Duration::from_secs(30 * 86400)
+        );
         assert!(Seconds::parse("5 parsecs").is_err());
     }
 

@@ -80,6 +80,7 @@ impl Filter for PolicyFilter {
     fn end_of_message(&self, msg: Message) -> BoxFuture<'static, Verdict> {
         let loaded = self.state.policy();
         let scanner = self.state.scanner();
+        let state = self.state.clone();
         let shared = Shared {
             memory: Some(self.state.budget.clone()),
             inspections: Some(self.turns(&loaded.policy.limits)),
@@ -91,6 +92,9 @@ impl Filter for PolicyFilter {
             let elapsed = started.elapsed();
             let facts = Some(&decision.facts);
             report(&msg, &decision.verdict, facts, Stage::EndOfMessage, elapsed);
+            state
+                .notices
+                .after_verdict(&msg, &decision.verdict, &decision.facts, &loaded.policy);
             decision.verdict
         })
     }

@@ -6,7 +6,7 @@
 mod filter;
 mod http;
 mod listen;
-mod logging;
+pub(crate) mod logging;
 mod report;
 
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::metrics;
 use crate::milter::budget::MemoryBudget;
 use crate::milter::session::{SessionConfig, SessionStats, run_session};
+use crate::notices::Notifier;
 use crate::policy::{ListenAddr, LoadedPolicy};
 use crate::scan::Scanner;
 
@@ -40,6 +41,8 @@ pub struct DaemonState {
     next_connection_id: AtomicU64,
     /// Message bytes held by all sessions (`[limits] max_buffered_bytes`).
     pub budget: Arc<MemoryBudget>,
+    /// Notices to the officials concerned (`[notices]`).
+    pub notices: Notifier,
 }
 
 impl DaemonState {
@@ -55,6 +58,7 @@ impl DaemonState {
             policy: RwLock::new(Arc::new(loaded)),
             config_path,
             next_connection_id: AtomicU64::new(1),
+            notices: Notifier::default(),
         })
     }
 
