@@ -194,7 +194,8 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
 /// signature dictionary is never in an object stream: the signed byte range
 /// leaves out its `/Contents` in the file itself.
 fn is_signature(dict: &[u8]) -> bool {
-    has_name_value(dict, b"/Type", b"/Sig") && has_key(dict, b"/ByteRange")
+    // `/ByteRange` first: one pass over the dictionary, and rare.
+    has_key(dict, b"/ByteRange") && has_name_value(dict, b"/Type", b"/Sig")
 }
 
 fn shown(name: &str) -> &str {
@@ -726,6 +727,20 @@ fn object_number(before: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_signature_dictionary_with_its_byte_range_is_a_signature() {
+        assert!(is_signature(
+            b"/Type /Sig /Filter /Adobe.PPKLite /ByteRange [0 10 20 30] /Contents <00>"
+        ));
+        // An empty signature field, a field pointing at its value, a timestamp.
+        assert!(!is_signature(b"/FT /Sig /T (ChuKySo) /Rect [0 0 0 0]"));
+        assert!(!is_signature(b"/FT /Sig /V 12 0 R /Type /Annot"));
+        assert!(!is_signature(
+            b"/Type /DocTimeStamp /ByteRange [0 10 20 30] /Contents <00>"
+        ));
+        assert!(!is_signature(b"/Type /SigRef /ByteRange [0 1 2 3]"));
+    }
 
     #[test]
     fn names_and_keys() {
