@@ -71,6 +71,12 @@ add carrier_html $K/*.html
 add carrier_binhex $K/*.hqx
 add inspect_file $K/*
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'
+# Signed documents and documents with macros.
+D=fixtures/documents
+add inspect_file $D/*.pdf $D/*.doc* $D/*.xls* $D/*.odt $D/*.zip
+add archive_zip $D/*.docx $D/*.docm $D/*.xlsx $D/*.xlsm $D/*.odt $D/*.zip
+add archive_ole $D/*.doc $D/*.xls
+add carrier_pdf $D/*.pdf
 
 # Names: the Content-Type / Content-Disposition values of the fixtures, and a few
 # hand-written RFC 2231 / 2047 forms.

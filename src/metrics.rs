@@ -33,6 +33,9 @@ pub struct Metrics {
     pub forwarding_blocks: IntCounterVec,
     /// Signed messages (S/MIME, OpenPGP): Điều 4 khoản 8 adoption.
     pub signed_messages: IntCounterVec,
+    /// Digitally signed documents (PDF, OOXML, ODF) among the files: Điều 4
+    /// khoản 8 adoption.
+    pub signed_documents: IntCounterVec,
     /// clamd scans by endpoint and result (`clean`, `infected`, `error`, `timeout`).
     pub clamd_scans: IntCounterVec,
     pub clamd_errors: IntCounterVec,
@@ -158,6 +161,12 @@ impl Metrics {
                 "congvu_milter_signed_messages_total",
                 "Digitally signed messages by kind (smime, openpgp).",
                 &["kind"],
+            ),
+            signed_documents: counter_vec(
+                &r,
+                "congvu_milter_signed_documents_total",
+                "Digitally signed documents among the files, by format (pdf, ooxml, odf).",
+                &["format"],
             ),
             clamd_scans: counter_vec(
                 &r,

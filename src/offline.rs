@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use crate::address;
 use crate::message::{Connection, Message};
-use crate::pipeline;
+use crate::pipeline::{self, Decision, Facts, SignedDocumentFact};
 use crate::policy::LoadedPolicy;
 use crate::scan::Scanner;
-use crate::verdict::{Action, HeaderEdit, Reason, Verdict};
+use crate::verdict::{Action, HeaderEdit, Reason};
 
 /// Envelope and connection for the messages, from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -46,6 +46,8 @@ pub struct ScanReport {
     pub reply: Option<String>,
     pub headers: Vec<HeaderEdit>,
     pub reasons: Vec<Reason>,
+    /// Digitally signed documents among the files (detected, not verified).
+    pub signed_documents: Vec<SignedDocumentFact>,
 }
 
 /// Builds the message the daemon would see for an .eml file.
@@ -101,15 +103,19 @@ pub async fn judge_message(
     msg: &Message,
     loaded: &LoadedPolicy,
     scanner: Option<&Scanner>,
-) -> Verdict {
+) -> Decision {
     let policy = &loaded.policy;
+    let early = |verdict| Decision {
+        verdict,
+        facts: Facts::default(),
+    };
     if let Some(v) = pipeline::at_mail(msg, policy) {
-        return v;
+        return early(v);
     }
     if let Some(v) = pipeline::at_body_chunk(msg, 0, policy) {
-        return v;
+        return early(v);
     }
-    pipeline::decide(msg, policy, scanner).await.verdict
+    pipeline::decide(msg, policy, scanner).await
 }
 
 /// Runs `scan` over files and prints one verdict per file.
@@ -163,13 +169,14 @@ async fn scan_file(
 ) -> std::io::Result<ScanReport> {
     let bytes = std::fs::read(file)?;
     let msg = message_from_file(&bytes, options);
-    let verdict = judge_message(&msg, loaded, scanner).await;
+    let Decision { verdict, facts } = judge_message(&msg, loaded, scanner).await;
     Ok(ScanReport {
         file: file.display().to_string(),
         action: verdict.action.as_str(),
         reply: verdict.reply.as_ref().map(|r| r.render()),
         headers: verdict.headers,
         reasons: verdict.reasons,
+        signed_documents: facts.signed_documents,
     })
 }
 
@@ -187,6 +194,13 @@ fn print_report(report: &ScanReport, json: bool) {
     }
     for r in &report.reasons {
         line.push_str(&format!("\n    {} ({}): {}", r.rule, r.article, r.detail));
+    }
+    for d in &report.signed_documents {
+        line.push_str(&format!(
+            "\n    signed document ({}): {}",
+            d.format.as_str(),
+            d.path.join(" > ")
+        ));
     }
     println!("{line}");
 }

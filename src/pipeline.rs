@@ -28,7 +28,7 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::sync::Semaphore;
 
 use crate::inspect::budget::{MemoryAccount, MemoryShortfall};
-use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature};
+use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature, SignatureFormat};
 use crate::message::Message;
 use crate::milter::Limit;
 use crate::milter::budget::{MemoryBudget, SESSION_BYTES_PER_BODY_BYTE};
@@ -38,6 +38,7 @@ use crate::rules;
 use crate::rules::forwarding::ForwardingFinding;
 use crate::scan::{ScanMode, ScanOutcome, Scanner};
 use crate::verdict::{Action, Finding, HeaderEdit, Verdict};
+use serde::Serialize;
 
 /// Facts about the message worth reporting beside the verdict (logs, metrics).
 #[derive(Debug, Clone, Default)]
@@ -48,6 +49,22 @@ pub struct Facts {
     pub signed: Option<Signature>,
     /// What the forwarding rule saw, when it fired.
     pub forwarding: Option<ForwardingFinding>,
+    /// The digitally signed documents among the files (Điều 4 khoản 8
+    /// adoption): for the metrics, `scan` and the audit record.
+    pub signed_documents: Vec<SignedDocumentFact>,
+}
+
+/// One digitally signed document: where it sits and how it is signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedDocumentFact {
+    /// As [`crate::inspect::FileFacts::path`]: the attachment, then the entries.
+    pub path: Vec<String>,
+    #[serde(serialize_with = "format_name")]
+    pub format: SignatureFormat,
+}
+
+fn format_name<S: serde::Serializer>(format: &SignatureFormat, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(format.as_str())
 }
 
 /// One inspected file, in bounded labels.
@@ -336,6 +353,13 @@ pub async fn decide_sharing(
         files: file_facts(&inspection),
         signed: inspection.signed,
         forwarding,
+        signed_documents: inspection
+            .signed_documents()
+            .map(|d| SignedDocumentFact {
+                path: d.path.to_vec(),
+                format: d.format,
+            })
+            .collect(),
     };
     Decision { verdict, facts }
 }

@@ -27,6 +27,16 @@ fn attach(name: &str, data: &[u8]) -> Vec<u8> {
     common::mail::with_attachment(SENDER, RCPT, name, "application/octet-stream", data)
 }
 
+/// Asserts that each series moved by exactly its expected amount.
+fn assert_moved(delta: &dyn Fn(&str) -> f64, expect: &[(&str, f64)], after: &str) {
+    let wrong: Vec<String> = expect
+        .iter()
+        .filter(|(s, want)| (delta(s) - want).abs() > f64::EPSILON)
+        .map(|(s, want)| format!("{s}: moved by {}, expected {want}", delta(s)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}\n{after}");
+}
+
 #[test]
 fn counters_move_by_exactly_what_the_messages_cause_and_readyz_follows_clamd() {
     let mut clamd = Clamd::start(ClamdOptions::default());
@@ -111,12 +121,7 @@ fn counters_move_by_exactly_what_the_messages_cause_and_readyz_follows_clamd() {
         ),
         ("congvu_milter_decision_duration_seconds_count", 6.0),
     ];
-    let wrong: Vec<String> = expect
-        .iter()
-        .filter(|(s, want)| (delta(s) - want).abs() > f64::EPSILON)
-        .map(|(s, want)| format!("{s}: moved by {}, expected {want}", delta(s)))
-        .collect();
-    assert!(wrong.is_empty(), "{wrong:#?}\n{after}");
+    assert_moved(&delta, &expect, &after);
     // The clean attachment and the S/MIME parts were scanned clean; nothing else.
     assert!(
         delta(&format!(
@@ -147,4 +152,42 @@ fn counters_move_by_exactly_what_the_messages_cause_and_readyz_follows_clamd() {
     });
     assert!(ready.is_some(), "/readyz must turn 200 when clamd is back");
     assert_eq!(daemon.http_get("/healthz").0, 200);
+}
+
+/// Signed documents are counted by format through the daemon, each where it
+/// sits (an attachment, or inside a zip); a plain document and a signed
+/// message's absence move nothing; a macro document is counted under its rule.
+#[test]
+fn signed_documents_are_counted_by_format() {
+    let daemon = Daemon::start("[clamav]\nenabled = false\n");
+    let postfix = Postfix::start(PostfixOptions::with_milter(daemon.milter_socket()));
+    let (_, before) = daemon.http_get("/metrics");
+    for (name, rel) in [
+        ("quyet-dinh.pdf", "documents/signed.pdf"),
+        ("cong-van.docx", "documents/signed.docx"),
+        ("to-trinh.odt", "documents/signed.odt"),
+        ("bien-ban.docx", "documents/plain.docx"),
+        ("bien-ban.pdf", "documents/plain.pdf"),
+        ("so-lieu.xlsm", "documents/macros.xlsm"),
+    ] {
+        let out = postfix.send(SENDER, &[RCPT], &attach(name, &fixture(rel)));
+        assert_eq!(out.code(), 250, "{name}: {}", out.text());
+    }
+    let (_, after) = daemon.http_get("/metrics");
+    let delta = |series: &str| value(&after, series) - value(&before, series);
+    let expect = [
+        ("congvu_milter_signed_documents_total{format=\"pdf\"}", 1.0),
+        (
+            "congvu_milter_signed_documents_total{format=\"ooxml\"}",
+            1.0,
+        ),
+        ("congvu_milter_signed_documents_total{format=\"odf\"}", 1.0),
+        ("congvu_milter_signed_messages_total{kind=\"smime\"}", 0.0),
+        (
+            "congvu_milter_verdicts_total{action=\"accept\",article=\"Điều 4 khoản 6\",rule=\"macro_document\"}",
+            1.0,
+        ),
+        ("congvu_milter_messages_total{action=\"accept\"}", 6.0),
+    ];
+    assert_moved(&delta, &expect, &after);
 }

@@ -565,3 +565,69 @@ fn carriers_are_opened_by_the_policy_without_clamd() {
     let got = bed.postfix.wait_delivered(1, WAIT);
     assert_eq!(body_of(&got[0]), body_of(&clean), "body changed on the way");
 }
+
+/// Documents with macros are delivered with the rule in `X-Congvu-Policy` by
+/// default (a docm, an OLE2 .xls, an ODF text with Basic, a docm inside a
+/// zip); an ordinary docx, xlsx and odt are delivered untagged. With
+/// `[rules.macro_document] action = "reject"` the same documents are refused
+/// naming the file.
+#[test]
+fn macro_documents_are_tagged_by_default_and_refused_when_configured() {
+    let macro_documents = [
+        ("bao-cao.docm", "documents/macros.docm", "bao-cao.docm"),
+        ("so-lieu.xls", "documents/macros.xls", "so-lieu.xls"),
+        ("bien-ban.odt", "documents/macros.odt", "bien-ban.odt"),
+        (
+            "ho-so.zip",
+            "documents/macros-in.zip",
+            "ho-so.zip > macros.docm",
+        ),
+    ];
+    let plain = ["plain.docx", "plain.xlsx", "plain.odt"];
+
+    let tagging = bed("", false);
+    let mut sent = 0;
+    for (name, fixture_path, shown) in macro_documents {
+        let msg = with_attachment(name, "application/octet-stream", &fixture(fixture_path));
+        let out = tagging.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        assert!(out.accepted(), "{name}: {}", out.text());
+        sent += 1;
+        let got = tagging.postfix.wait_delivered(sent, WAIT);
+        let tags = common::header_values(&got[sent - 1], "X-Congvu-Policy");
+        assert_eq!(tags.len(), 1, "{name}: {tags:?}");
+        assert!(tags[0].starts_with("macro_document ("), "{name}: {tags:?}");
+        for step in shown.split(" > ") {
+            assert!(tags[0].contains(&format!("\"{step}\"")), "{name}: {tags:?}");
+        }
+    }
+    for name in plain {
+        let msg = with_attachment(
+            name,
+            "application/octet-stream",
+            &fixture(&format!("documents/{name}")),
+        );
+        let out = tagging.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        assert!(out.accepted(), "{name}: {}", out.text());
+        sent += 1;
+        let got = tagging.postfix.wait_delivered(sent, WAIT);
+        let tags = common::header_values(&got[sent - 1], "X-Congvu-Policy");
+        assert!(tags.is_empty(), "{name}: {tags:?}");
+    }
+    drop(tagging);
+
+    let refusing = bed("[rules.macro_document]\naction = \"reject\"\n", false);
+    for (name, fixture_path, shown) in macro_documents {
+        let msg = with_attachment(name, "application/octet-stream", &fixture(fixture_path));
+        let out = refusing.postfix.send(SENDER, &[LOCAL_RCPT], &msg);
+        assert_eq!(out.code(), 550, "{name}: {}", out.text());
+        assert!(
+            out.text()
+                .contains(&format!("Tai lieu \"{shown}\" chua macro")),
+            "{name}: {}",
+            out.text()
+        );
+    }
+    refusing
+        .postfix
+        .assert_nothing_delivered(Duration::from_secs(1));
+}

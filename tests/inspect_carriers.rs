@@ -3,7 +3,7 @@
 //! clamav-testfiles): what they carry is inspected like an archive entry, so an
 //! executable inside is found by policy alone, without clamd.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use congvu_milter::inspect::archive::{Entry, Opened, Sink};
@@ -320,31 +320,8 @@ fn scan_judges_every_carrier_fixture_without_clamav() {
         std::fs::write(&path, raw).unwrap();
         messages.push(path);
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
-        .args([
-            "scan",
-            "--json",
-            "--from",
-            "a@example.org",
-            "--rcpt",
-            "b@bacgiang.gov.vn",
-            "--config",
-        ])
-        .arg(&policy)
-        .args(&messages)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let reports: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        reports.len(),
-        names.len(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let reports = scan_json(&policy, &messages);
+    assert_eq!(reports.len(), names.len());
     let mut problems = Vec::new();
     for (name, report) in names.iter().zip(&reports) {
         let action = report["action"].as_str().unwrap_or("?");
@@ -364,6 +341,29 @@ fn scan_judges_every_carrier_fixture_without_clamav() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// `scan --json` from a@example.org to b@bacgiang.gov.vn under `policy`: one
+/// report per message (fails with `scan`'s errors when one is missing).
+pub fn scan_json(policy: &Path, messages: &[PathBuf]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args(["scan", "--json", "--from", "a@example.org"])
+        .args(["--rcpt", "b@bacgiang.gov.vn", "--config"])
+        .arg(policy)
+        .args(messages)
+        .output()
+        .unwrap();
+    let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        reports.len(),
+        messages.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reports
 }
 
 // --- hostile input: no panic, bounded time ---

@@ -28,6 +28,7 @@ mod fuzz_regressions;
 mod hostile_peers;
 mod inspect_archives;
 mod inspect_carriers;
+mod inspect_documents;
 mod inspect_messages;
 mod inspect_ole;
 mod inspect_sealed;

@@ -30,7 +30,8 @@ use congvu_milter::inspect::archive::{
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{
-    ArchiveKind, binhex, cms, filetype, html, inspect_message, names, pdf, rtf, tnef, uuencode,
+    ArchiveKind, binhex, cms, document, filetype, html, inspect_message, names, pdf, rtf, tnef,
+    uuencode,
 };
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;
@@ -374,6 +375,8 @@ pub fn names(data: &[u8]) {
         let _ = names::display_name(v, 40);
     }
     let text = String::from_utf8_lossy(data);
+    // Zip entry names, as the signature and macro parts are told by.
+    document::Marks::default().note_part(&text);
     let decoded = names::decode_rfc2047(&text);
     let _ = names::final_extension(&decoded);
     let _ = names::display_name(&decoded, 255);

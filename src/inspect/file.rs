@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::archive::{self, Entry, Opened};
 use super::budget::Budget;
 use super::carrier::{self, Carrier};
+use super::document::Marks;
 use super::filetype::{self, OFFICE_ENCRYPTED};
 use super::{ArchiveKind, FileFacts, FileKind};
 
@@ -78,6 +79,8 @@ pub fn inspect_file(
             kind,
             encrypted: encrypted_doc,
             uninspectable: unsupported,
+            signature: None,
+            macros: false,
         },
         budget,
     );
@@ -99,6 +102,10 @@ pub fn inspect_file(
         return;
     }
     budget.ancestors.push(digest);
+    let is_zip_document = matches!(
+        (&out[index].kind, format),
+        (FileKind::Document(_), Container::Archive(ArchiveKind::Zip))
+    );
 
     // Only an archive needs its path again, for its entries.
     let path = out[index].path.clone();
@@ -142,6 +149,8 @@ pub fn inspect_file(
                 kind,
                 encrypted: entry.encrypted,
                 uninspectable,
+                signature: None,
+                macros: false,
             },
             budget,
         );
@@ -153,7 +162,6 @@ pub fn inspect_file(
         Container::Carrier(c) => carrier::open(c, data, budget, &mut sink),
     }))
     .unwrap_or_else(|_| Opened {
-        encrypted: false,
         uninspectable: Some(match format {
             Container::Archive(k) => format!(
                 "damaged {} archive: the decoder failed",
@@ -162,6 +170,7 @@ pub fn inspect_file(
             Container::Ole2 => "damaged OLE2 file: the decoder failed".to_string(),
             Container::Carrier(c) => format!("damaged {}: the decoder failed", c.name()),
         }),
+        ..Opened::default()
     });
     budget.ancestors.pop();
 
@@ -181,7 +190,23 @@ pub fn inspect_file(
     let inner = out
         .get(index + 1..)
         .and_then(|below| below.iter().find_map(|f| f.uninspectable.clone()));
+    // A zip-based document's signature and macros are parts of the package:
+    // its entries one level down.
+    let mut marks = Marks {
+        signature: opened.signature,
+        macros: opened.macros,
+    };
+    if is_zip_document {
+        let level = path.len() + 1;
+        for entry in out.get(index + 1..).unwrap_or_default() {
+            if entry.path.len() == level {
+                marks.note_part(&entry.path[level - 1]);
+            }
+        }
+    }
     if let Some(facts) = out.get_mut(index) {
+        facts.signature = marks.signature;
+        facts.macros = marks.macros;
         facts.encrypted |= opened.encrypted;
         if facts.uninspectable.is_none() {
             facts.uninspectable = opened.uninspectable.or(inner);

@@ -451,6 +451,8 @@ impl<'l> Walker<'l> {
                 kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: None,
+                signature: None,
+                macros: false,
             },
             &mut self.budget,
         );

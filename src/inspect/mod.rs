@@ -13,6 +13,7 @@ pub mod binhex;
 pub mod budget;
 pub mod carrier;
 pub mod cms;
+pub mod document;
 pub mod file;
 pub mod filetype;
 pub mod html;
@@ -106,6 +107,42 @@ pub struct FileFacts {
     /// Why this file could not be fully inspected (a limit that was hit, a format
     /// that cannot be opened), if so.
     pub uninspectable: Option<String>,
+    /// A digitally signed document: where its signature sits (detected, not
+    /// verified).
+    pub signature: Option<SignatureFormat>,
+    /// An office document that holds macros: a VBA project, Excel 4.0 macro
+    /// sheets, ODF Basic modules or scripts ([`document`]).
+    pub macros: bool,
+}
+
+/// How a document is digitally signed (Điều 4 khoản 8 encourages it): the
+/// format's own signature, found by its place, its certificates not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// A signature dictionary (`/Type /Sig` with `/ByteRange`).
+    Pdf,
+    /// An OOXML package signature (`_xmlsignatures/`).
+    Ooxml,
+    /// An ODF document signature (`META-INF/documentsignatures.xml`).
+    Odf,
+}
+
+impl SignatureFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFormat::Pdf => "pdf",
+            SignatureFormat::Ooxml => "ooxml",
+            SignatureFormat::Odf => "odf",
+        }
+    }
+}
+
+/// A signed document of a message, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDocument<'a> {
+    /// Where it sits, as [`FileFacts::path`].
+    pub path: &'a [String],
+    pub format: SignatureFormat,
 }
 
 /// A decoded leaf part for the virus scanner.
@@ -167,4 +204,16 @@ pub struct Inspection {
     /// Why the message could not be inspected completely (a limit was hit); each
     /// makes the message uninspectable.
     pub problems: Vec<String>,
+}
+
+impl Inspection {
+    /// The digitally signed documents among the files, at any depth.
+    pub fn signed_documents(&self) -> impl Iterator<Item = SignedDocument<'_>> {
+        self.files.iter().filter_map(|f| {
+            f.signature.map(|format| SignedDocument {
+                path: &f.path,
+                format,
+            })
+        })
+    }
 }

@@ -17,6 +17,9 @@
 //! names it (an unreferenced one is still there for a tool to extract). Filters:
 //! FlateDecode and ASCIIHexDecode (what writers use); another filter, a
 //! predictor, or an encrypted document leaves the file `uninspectable`.
+//!
+//! The same pass tells a digitally signed PDF: a signature dictionary with the
+//! byte range it signs (detected, not verified).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ use std::io::{Cursor, Read};
 
 use flate2::read::ZlibDecoder;
 
+use super::SignatureFormat;
 use super::archive::{Keep, Opened, Sink, read_entry};
 use super::budget::Budget;
 use super::carrier::{decode_hex, hand_damaged, hand_decoded, hand_owned, hand_unpacked};
@@ -70,6 +74,9 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
             return opened;
         }
         let dict = normalize_names(dict);
+        if opened.signature.is_none() && is_signature(&dict) {
+            opened.signature = Some(SignatureFormat::Pdf);
+        }
         collect_file_specs(&dict, &mut names);
         let Some(stream) = stream else { continue };
         let s = Stream {
@@ -179,6 +186,16 @@ pub fn open(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>) -> Opened {
         }
     }
     opened
+}
+
+/// A signature dictionary (`/Type /Sig`) that signs bytes of the file
+/// (`/ByteRange`): a signed signature field. A document timestamp
+/// (`/DocTimeStamp`) or an empty signature field is not a signature. The
+/// signature dictionary is never in an object stream: the signed byte range
+/// leaves out its `/Contents` in the file itself.
+fn is_signature(dict: &[u8]) -> bool {
+    // `/ByteRange` first: one pass over the dictionary, and rare.
+    has_key(dict, b"/ByteRange") && has_name_value(dict, b"/Type", b"/Sig")
 }
 
 fn shown(name: &str) -> &str {
@@ -710,6 +727,20 @@ fn object_number(before: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_signature_dictionary_with_its_byte_range_is_a_signature() {
+        assert!(is_signature(
+            b"/Type /Sig /Filter /Adobe.PPKLite /ByteRange [0 10 20 30] /Contents <00>"
+        ));
+        // An empty signature field, a field pointing at its value, a timestamp.
+        assert!(!is_signature(b"/FT /Sig /T (ChuKySo) /Rect [0 0 0 0]"));
+        assert!(!is_signature(b"/FT /Sig /V 12 0 R /Type /Annot"));
+        assert!(!is_signature(
+            b"/Type /DocTimeStamp /ByteRange [0 10 20 30] /Contents <00>"
+        ));
+        assert!(!is_signature(b"/Type /SigRef /ByteRange [0 1 2 3]"));
+    }
 
     #[test]
     fn names_and_keys() {

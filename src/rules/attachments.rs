@@ -460,7 +460,7 @@ fn kind_name(kind: &FileKind) -> String {
 
 /// For the reply: the name, or the path inside archives and attached messages
 /// joined with " > ", shortened to its first and last steps.
-fn short_path(f: &FileFacts) -> String {
+pub(super) fn short_path(f: &FileFacts) -> String {
     let parts: Vec<String> = f.path.iter().map(|p| display_name(p, 60)).collect();
     match parts.len() {
         0 => f
@@ -473,7 +473,7 @@ fn short_path(f: &FileFacts) -> String {
 }
 
 /// For the log: every step, quoted: `"ho so.zip" → "setup.exe"`.
-fn long_path(f: &FileFacts) -> String {
+pub(super) fn long_path(f: &FileFacts) -> String {
     if f.path.is_empty() {
         return format!(
             "\"{}\"",
@@ -500,6 +500,8 @@ mod tests {
             kind,
             encrypted: false,
             uninspectable: None,
+            signature: None,
+            macros: false,
         }
     }
 

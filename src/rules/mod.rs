@@ -9,6 +9,7 @@
 pub mod attachments;
 pub mod budget;
 pub mod forwarding;
+pub mod macro_document;
 pub mod message_limits;
 pub mod size;
 pub mod virus;
@@ -41,6 +42,7 @@ pub const REGISTRY: &[Detector] = &[
     size::DETECTOR,
     forwarding::DETECTOR,
     virus::DETECTOR,
+    macro_document::DETECTOR,
     budget::DETECTOR,
     message_limits::DETECTOR,
 ];

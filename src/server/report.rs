@@ -91,6 +91,11 @@ fn count(msg: &Message, verdict: &Verdict, facts: Option<&Facts>, stage: Stage, 
             m.encrypted_archives.with_label_values(&[format]).inc();
         }
     }
+    for document in &facts.signed_documents {
+        m.signed_documents
+            .with_label_values(&[document.format.as_str()])
+            .inc();
+    }
     if let Some(signed) = facts.signed {
         m.signed_messages
             .with_label_values(&[signed.as_str()])

@@ -27,10 +27,10 @@ pub mod zip;
 
 use std::io::Read;
 
-use super::ArchiveKind;
 use super::budget::Budget;
 use super::filetype;
 pub use super::filetype::{PREFIX_LEN, TAIL_LEN};
+use super::{ArchiveKind, SignatureFormat};
 
 /// Memory a decoder may take for its dictionary (7z, xz): more is refused and the
 /// archive reported, rather than allocated on a stranger's say-so.
@@ -74,6 +74,10 @@ pub struct Opened {
     pub encrypted: bool,
     /// Why the archive could not be fully inspected (first reason found).
     pub uninspectable: Option<String>,
+    /// The file is a signed document (a PDF's signature dictionary).
+    pub signature: Option<SignatureFormat>,
+    /// The file is a document with macros (an OLE2 file's VBA project).
+    pub macros: bool,
 }
 
 impl Opened {
@@ -105,8 +109,8 @@ pub fn open(
             compress::open(kind, name, data, budget, sink)
         }
         ArchiveKind::Unsupported(what) => Opened {
-            encrypted: false,
             uninspectable: Some(format!("{what} archives cannot be opened here")),
+            ..Opened::default()
         },
         // RAR, cab, ISO 9660, LHA, cpio, ar.
         _ => libarchive::open(kind, data, budget, sink),

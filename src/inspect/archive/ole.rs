@@ -21,6 +21,9 @@
 //!   three bytes only are taken for data there, and a .msg's MAPI property
 //!   streams are not read at all (see [`worth_inspecting`]).
 //!
+//! A VBA project's storage (`Macros/VBA`, `_VBA_PROJECT_CUR/VBA`, `VBA`)
+//! marks the file as a document with macros; its streams are data.
+//!
 //! Reading goes through [`read_entry`] (budget, ratio cap, clock); the reader's
 //! own tables are held from the budget at the file's size, their upper bound.
 
@@ -81,6 +84,7 @@ fn walk(
         .filter(|e| e.is_stream())
         .map(|e| e.path().to_path_buf())
         .collect();
+    opened.macros |= streams.iter().any(|p| is_vba_project_dir(p));
     for path in &streams {
         if let Err(reason) = budget.check_limits() {
             opened.problem(reason);
@@ -123,6 +127,17 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// The `dir` stream of a `VBA` storage: a VBA project, where Word keeps it
+/// (`Macros/VBA`), Excel (`_VBA_PROJECT_CUR/VBA`) or an OOXML `vbaProject.bin`
+/// (`VBA`). PowerPoint keeps its project in an `ExOleObjStg` record, opened as
+/// an OLE2 file of its own (see [`powerpoint_objects`]).
+fn is_vba_project_dir(stream: &Path) -> bool {
+    let name = |p: Option<&std::ffi::OsStr>| p.and_then(|n| n.to_str()).map(str::to_owned);
+    name(stream.file_name()).is_some_and(|n| n.eq_ignore_ascii_case("dir"))
+        && name(stream.parent().and_then(Path::file_name))
+            .is_some_and(|n| n.eq_ignore_ascii_case("VBA"))
 }
 
 /// Reads the things a stream read whole carries (its name in the file, the

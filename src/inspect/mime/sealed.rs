@@ -178,6 +178,8 @@ impl Walker<'_> {
                 kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: Some(reason),
+                signature: None,
+                macros: false,
             },
             &mut self.budget,
         );
