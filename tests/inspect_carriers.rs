@@ -422,8 +422,11 @@ proptest! {
     }
 }
 
-/// 4 MB of what makes a naive reader quadratic, for each reader: it returns
-/// within a second or two (debug build), having read the input once.
+/// 4 MB of what makes a naive reader quadratic, for each reader: it returns.
+/// A guard against a reader gone quadratic (the PDF reader once took 118 s on
+/// the second case), not a speed check: each case takes well under a second
+/// in a debug build, the bound is 60 s so a loaded machine never trips it.
+/// Speed is measured by bench/hostile-cpu.sh.
 #[test]
 fn hostile_carriers_are_read_in_linear_time() {
     let cases: Vec<(&str, Reader, Vec<u8>)> = vec![
@@ -469,7 +472,7 @@ fn hostile_carriers_are_read_in_linear_time() {
         let _ = open_carrier(open, &data, &LimitsSection::default());
         let took = started.elapsed();
         eprintln!("{what}: {took:?}");
-        assert!(took < Duration::from_secs(3), "{what}: {took:?}");
+        assert!(took < Duration::from_secs(60), "{what}: {took:?}");
     }
 }
 
