@@ -7,8 +7,8 @@
 //! Exit codes (also in congvu-milter(8), src/manpages.rs): 0 success (for `scan`:
 //! every message accepted); 1 a policy with errors (`check-config`, `serve`) or,
 //! for `scan`, at least one message that would not be accepted as is, or for
-//! `trace`, no message found; 2 bad usage
-//! or a file that cannot be read; 3 the daemon failed at run time.
+//! `trace`, no message found; 2 bad usage or a file that cannot be read; 3 the
+//! daemon failed at run time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
