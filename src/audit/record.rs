@@ -197,20 +197,24 @@ pub const MAX_LINE: usize = 16 << 20;
 
 const CHUNK: usize = 1 << 20;
 
-/// Opens an audit log: `-` is standard input; gzip (logrotate's `.gz`, also
-/// concatenated members) is recognised by its magic bytes, whatever the name.
+/// Opens an audit log: `-` is standard input; see [`decompressed`].
 pub fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
     let raw: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
         Box::new(File::open(path)?)
     };
-    let mut reader = BufReader::with_capacity(CHUNK, raw);
-    let gzip = io::BufRead::fill_buf(&mut reader)?.starts_with(&[0x1f, 0x8b]);
+    decompressed(BufReader::with_capacity(CHUNK, raw))
+}
+
+/// The log's lines: gzip (logrotate's `.gz`, also concatenated members) is
+/// recognised by its magic bytes, whatever the file's name.
+pub fn decompressed<'a>(mut input: impl io::BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let gzip = input.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     if gzip {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input)))
     } else {
-        Ok(Box::new(reader))
+        Ok(Box::new(input))
     }
 }
 
