@@ -96,6 +96,21 @@ fn report_from_stdin_by_day_in_vietnam_time_with_bounds() {
 }
 
 #[test]
+fn gzip_on_stdin_is_read_by_content() {
+    let gz = std::fs::File::open(fixture("relay.audit.jsonl.1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args(["report", "--log", "-", "--format", "csv", "--by", "day"])
+        .stdin(gz)
+        .output()
+        .unwrap();
+    let csv = stdout(&out);
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.contains("\n2026-01-10,2,1,1,0,0,1,1,0\n"), "{csv}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("6 records read"), "{err}");
+}
+
+#[test]
 fn report_text_is_a_vietnamese_summary() {
     let out = report_on_both_hosts(&["--repeat", "3"]);
     let text = stdout(&out);

@@ -210,7 +210,9 @@ pub fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
 /// The log's lines: gzip (logrotate's `.gz`, also concatenated members) is
 /// recognised by its magic bytes, whatever the file's name.
 pub fn decompressed<'a>(mut input: impl io::BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let gzip = input.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let head = input.fill_buf()?;
+    // A pipe may hand over a single byte first; no text log starts with 0x1f.
+    let gzip = head.starts_with(&[0x1f, 0x8b]) || head == [0x1f];
     if gzip {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input)))
     } else {

@@ -101,13 +101,16 @@ pub struct ReportArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub log: Vec<PathBuf>,
     /// First day, YYYY-MM-DD in Vietnam's time (UTC+7), inclusive.
-    #[arg(long, value_parser = parse_day)]
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub from: Option<Day>,
     /// Last day, YYYY-MM-DD in Vietnam's time (UTC+7), inclusive.
-    #[arg(long, value_parser = parse_day)]
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub to: Option<Day>,
+    /// The groups: the sender's agency (outgoing) or each local recipient's
+    /// (incoming), the same for mailboxes, the articles or rules violated, the day.
     #[arg(long, value_enum, default_value = "agency")]
     pub by: GroupBy,
+    /// A Vietnamese summary, CSV with a header row, or one JSON object per group.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
     /// Also list, per group, the mailboxes that sent at least N refused messages.
