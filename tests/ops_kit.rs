@@ -1209,6 +1209,8 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         "./usr/share/man/man8/congvu-milter-serve.8.gz",
         "./usr/share/man/man8/congvu-milter-check-config.8.gz",
         "./usr/share/man/man8/congvu-milter-scan.8.gz",
+        "./usr/share/man/man8/congvu-milter-report.8.gz",
+        "./usr/share/man/man8/congvu-milter-trace.8.gz",
         "./usr/share/man/man5/congvu-milter.toml.5.gz",
         "./usr/share/doc/congvu-milter/changelog.Debian.gz",
         "./usr/lib/debug/.build-id/",
