@@ -31,6 +31,7 @@ add archive_compress $A/*.gz $A/*.bz2 $A/*.xz
 add inspect_file $A/*
 add archive_tar $A/*.tar
 add archive_ole $A/*.doc $A/*.ppt $A/*.msg
+add audit_log fixtures/audit/mail.audit.jsonl fixtures/audit/relay.audit.jsonl.1
 tmp=$(mktemp -d)
 for f in $A/*.tar.gz; do gzip -dc "$f" > "$tmp/$(basename "$f" .gz)" 2>/dev/null || true; done
 for f in $A/*.tar.bz2; do bzip2 -dc "$f" > "$tmp/$(basename "$f" .bz2)" 2>/dev/null || true; done

@@ -10,6 +10,7 @@
 //! then writes the log line and the metrics.
 
 pub mod address;
+pub mod audit;
 pub mod heap;
 pub mod inspect;
 pub mod manpages;

@@ -1,13 +1,15 @@
 //! The `congvu-milter` command: `serve` runs the daemon, `check-config` checks a
-//! policy file offline, `scan` runs the daemon's pipeline on .eml files, `man`
-//! writes the manual pages, `quarantine` reviews the mail held on Postfix's
-//! hold queue. Every subcommand reads
-//! /etc/congvu-milter/congvu-milter.toml unless `--config` names another file.
+//! policy file offline, `scan` runs the daemon's pipeline on .eml files, `report`
+//! and `trace` read audit logs (src/audit), `quarantine` reviews the mail held on
+//! Postfix's hold queue, `man` writes the manual pages. Every subcommand but
+//! `report` and `trace` reads /etc/congvu-milter/congvu-milter.toml unless
+//! `--config` names another file.
 //!
 //! Exit codes (also in congvu-milter(8), src/manpages.rs): 0 success (for `scan`:
 //! every message accepted); 1 a policy with errors (`check-config`, `serve`) or,
-//! for `scan`, at least one message that would not be accepted as is; 2 bad usage
-//! or a file that cannot be read; 3 the daemon failed at run time.
+//! for `scan`, at least one message that would not be accepted as is, or for
+//! `trace`, no message found; 2 bad usage or a file that cannot be read; 3 the
+//! daemon failed at run time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 
+use congvu_milter::audit::{report, trace};
 use congvu_milter::heap::CountingAllocator;
 use congvu_milter::manpages::DEFAULT_CONFIG;
 use congvu_milter::policy::{ConfigError, LoadedPolicy, LogFormat};
@@ -82,6 +85,11 @@ enum Command {
     /// Review the mail this filter put on hold: list, show, release, delete,
     /// expire (run as root: it uses postqueue, postcat and postsuper).
     Quarantine(quarantine::QuarantineArgs),
+    /// Compliance figures from audit logs, by agency, mailbox, article, rule or day.
+    Report(report::ReportArgs),
+    /// Every message, on any host, that carried a file (by SHA-256 or name) or had
+    /// a given Message-ID.
+    Trace(trace::TraceArgs),
     /// Write the manual pages (congvu-milter(8), one per subcommand, and
     /// congvu-milter.toml(5)) into a directory.
     #[command(hide = true)]
@@ -133,6 +141,8 @@ fn main() -> ExitCode {
             offline::run(&loaded, &options, &files)
         }
         Command::Quarantine(args) => quarantine::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Trace(args) => trace::run(&args),
         Command::Man { dir } => match manpages::write_all(Cli::command(), &dir) {
             Ok(pages) => {
                 for page in pages {

@@ -50,7 +50,7 @@ const DAEMON_SECTIONS: &[(&str, &str)] = &[
         "EXIT STATUS",
         "0 success (for scan: every message accepted).\n\
          1 a policy with errors (check-config, serve), or for scan at least one message \
-         not accepted as is.\n\
+         not accepted as is, or for trace no message found.\n\
          2 bad usage or an unreadable file.\n\
          3 the daemon failed at run time (a socket it cannot bind, ...).",
     ),

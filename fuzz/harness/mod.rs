@@ -517,7 +517,43 @@ pub fn forwarding(data: &[u8]) {
 /// A target's body.
 pub type Target = fn(&[u8]);
 
+/// `report` and `trace` on an audit log (gzip when it starts with gzip's magic):
+/// every grouping, `--repeat`, and a name glob built from the input's first bytes.
+pub fn audit_log(data: &[u8]) {
+    use congvu_milter::audit::agency::Agencies;
+    use congvu_milter::audit::record::{LineCounts, decompressed, for_each_record};
+    use congvu_milter::audit::report::{GroupBy, Report};
+    use congvu_milter::audit::trace::{Needle, glob_match};
+    let glob: Vec<char> = String::from_utf8_lossy(&data[..data.len().min(12)])
+        .chars()
+        .collect();
+    let needle = Needle::Name(glob.clone());
+    let text: Vec<char> = String::from_utf8_lossy(data).chars().take(200).collect();
+    let _ = glob_match(&glob, &text);
+    for by in [
+        GroupBy::Agency,
+        GroupBy::Mailbox,
+        GroupBy::Article,
+        GroupBy::Rule,
+        GroupBy::Day,
+    ] {
+        let mut report = Report::new(by, None, None, Some(1), Agencies::default());
+        let mut counts = LineCounts::default();
+        let on_record = |r: &congvu_milter::audit::record::AuditRecord| {
+            let _ = needle.matches(r);
+            report.add(r);
+        };
+        if let Ok(input) = decompressed(data) {
+            let _ = for_each_record("fuzz", input, &mut counts, |_| {}, on_record);
+        }
+        let _ = report.write_text(&mut std::io::sink(), &counts, 1);
+        let _ = report.write_csv(&mut std::io::sink());
+        let _ = report.write_json(&mut std::io::sink());
+    }
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
+    ("audit_log", audit_log),
     ("milter_codec", milter_codec),
     ("milter_session", milter_session),
     ("mime_walk", mime_walk),
