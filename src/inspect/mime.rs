@@ -46,6 +46,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use super::budget::{Budget, MemoryAccount};
 use super::file::{inspect_file, record};
@@ -451,6 +452,7 @@ impl<'l> Walker<'l> {
                 kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: None,
+                sha256: Some(Sha256::digest(&src.as_slice()[range.clone()]).into()),
             },
             &mut self.budget,
         );

@@ -106,6 +106,9 @@ pub struct FileFacts {
     /// Why this file could not be fully inspected (a limit that was hit, a format
     /// that cannot be opened), if so.
     pub uninspectable: Option<String>,
+    /// SHA-256 of the decoded bytes (what `sha256sum` gives for the saved file);
+    /// `None` when not all of them were read (encrypted, cut by a limit, only listed).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A decoded leaf part for the virus scanner.

@@ -1,8 +1,9 @@
 //! The daemon: listeners, the connection cap, the policy in force (reloaded on
 //! SIGHUP), graceful shutdown (SIGTERM/SIGINT), the HTTP endpoint (`http`:
 //! metrics and health), and the one reporting step per verdict (`report`: the
-//! log line and the metrics).
+//! log line, the metrics and the audit record, `audit`).
 
+pub mod audit;
 mod filter;
 mod http;
 mod listen;
@@ -26,6 +27,7 @@ use crate::milter::budget::MemoryBudget;
 use crate::milter::session::{SessionConfig, SessionStats, run_session};
 use crate::policy::{ListenAddr, LoadedPolicy};
 use crate::scan::Scanner;
+use audit::AuditLog;
 
 pub use filter::PolicyFilter;
 pub use listen::Listener;
@@ -40,6 +42,8 @@ pub struct DaemonState {
     next_connection_id: AtomicU64,
     /// Message bytes held by all sessions (`[limits] max_buffered_bytes`).
     pub budget: Arc<MemoryBudget>,
+    /// `[audit]`: one record per message; reopened on every reload.
+    pub audit: Arc<AuditLog>,
 }
 
 impl DaemonState {
@@ -51,6 +55,7 @@ impl DaemonState {
         let scanner = build_scanner(&loaded);
         Arc::new(DaemonState {
             budget,
+            audit: AuditLog::start(&loaded.policy.audit),
             scanner: RwLock::new(scanner),
             policy: RwLock::new(Arc::new(loaded)),
             config_path,
@@ -114,6 +119,7 @@ impl DaemonState {
                 }
                 self.budget
                     .set_limit(new.policy.limits.max_buffered_bytes.bytes());
+                self.audit.configure(&new.policy.audit);
                 match self.policy.write() {
                     Ok(mut p) => *p = Arc::new(new),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -413,6 +419,9 @@ async fn serve(
     }
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if !state.audit.flush(Duration::from_secs(5)) {
+        tracing::warn!("audit records still queued at exit were not written");
     }
     tracing::info!("stopped");
     Ok(())

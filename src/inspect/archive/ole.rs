@@ -361,6 +361,7 @@ fn package(
                 encrypted: false,
                 data: None,
                 tail: None,
+                sha256: None,
                 note: None,
             },
         );
