@@ -452,7 +452,11 @@ impl<'l> Walker<'l> {
                 kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: None,
-                sha256: Some(Sha256::digest(&src.as_slice()[range.clone()]).into()),
+                // Only an attached message of the message itself: hashing every
+                // level of messages nested in messages would read the innermost
+                // once per level (its attachments are hashed all the same).
+                sha256: (item.msg_depth == 0)
+                    .then(|| Sha256::digest(&src.as_slice()[range.clone()]).into()),
             },
             &mut self.budget,
         );
