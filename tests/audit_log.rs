@@ -201,3 +201,37 @@ async fn the_sasl_login_and_instance_postfix_sends_are_recorded() {
     assert_eq!(record["action"], "tag");
     assert_eq!(record["monitor_action"], "reject");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_logrotate_moves_the_file_a_reload_starts_a_new_one() {
+    let dir = common::temp_dir("audit-rotate");
+    let (file, policy) = audit_policy(dir.path());
+    let daemon = Daemon::start(&policy);
+    let mut c = daemon.milter_client(Offer::POSTFIX_3_7).await;
+    let envelope = Envelope {
+        sender: SENDER.into(),
+        sender_params: Vec::new(),
+        recipients: vec![LOCAL_RCPT.into()],
+    };
+    let raw = common::mail::crlf("From: a@example.org\nSubject: x\n\nhello\n");
+    let send_as = |qid: &'static str| StageMacros::new().with(b'T', "i", qid).with(b'E', "i", qid);
+    let out = c
+        .send_message(&envelope, &raw, &send_as("4Before"))
+        .await
+        .unwrap();
+    assert_delivered(&out.reply);
+    records(&file, 1);
+    let rotated = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&file, &rotated).unwrap();
+    assert!(daemon.reload_raw());
+    let out = c
+        .send_message(&envelope, &raw, &send_as("4After"))
+        .await
+        .unwrap();
+    assert_delivered(&out.reply);
+    let new = records(&file, 1);
+    let old = records(&rotated, 1);
+    assert_eq!((old.len(), new.len()), (1, 1));
+    assert_eq!(old[0]["queue_id"], "4Before");
+    assert_eq!(new[0]["queue_id"], "4After");
+}

@@ -13,7 +13,8 @@
 //!
 //! Each record is one `write` of a whole line on a file opened with `O_APPEND`,
 //! so lines of one writer never interleave. A reload (SIGHUP, which logrotate's
-//! `postrotate` sends) reopens the file.
+//! `postrotate` sends) reopens the file before the next record, without
+//! waiting for the queue.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -21,8 +22,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -240,28 +241,39 @@ fn host_name() -> &'static str {
 
 enum Command {
     Line(String),
-    /// Close the file and open this one (`None`: auditing is off).
-    Reopen(Option<PathBuf>),
     Flush(mpsc::Sender<()>),
+}
+
+/// The file to write to, and how many times it was set: the writer reopens it
+/// before its next record when that number changed. Shared rather than queued,
+/// so that a reload never waits behind a full queue.
+#[derive(Default)]
+struct Target {
+    generation: u64,
+    path: Option<PathBuf>,
 }
 
 /// The daemon's audit log: sessions hand it records, its thread appends them.
 pub struct AuditLog {
     queue: SyncSender<Command>,
     enabled: AtomicBool,
+    target: Arc<Mutex<Target>>,
 }
 
 impl AuditLog {
     /// Starts the writer thread for `[audit]`.
     pub fn start(section: &AuditSection) -> Arc<AuditLog> {
         let (queue, commands) = mpsc::sync_channel(QUEUE_LEN);
+        let target = Arc::new(Mutex::new(Target::default()));
+        let shared = target.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_records(commands))
+            .spawn(move || write_records(commands, &shared))
             .expect("cannot start the audit writer thread");
         let log = Arc::new(AuditLog {
             queue,
             enabled: AtomicBool::new(false),
+            target,
         });
         log.configure(section);
         log
@@ -270,10 +282,10 @@ impl AuditLog {
     /// Takes `[audit]` as a (re)loaded policy has it, and reopens the file:
     /// after logrotate moved it, records go to a new one.
     pub fn configure(&self, section: &AuditSection) {
+        let mut target = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        target.generation += 1;
+        target.path = section.enabled.then(|| PathBuf::from(&section.file));
         self.enabled.store(section.enabled, Ordering::Relaxed);
-        let path = section.enabled.then(|| PathBuf::from(&section.file));
-        // Blocking: a reload is rare, and the reopen must not be lost.
-        let _ = self.queue.send(Command::Reopen(path));
     }
 
     /// Queues the record of one verdict; never waits.
@@ -303,24 +315,42 @@ impl AuditLog {
 
     /// Waits (at most `timeout`) until every record queued so far is written.
     pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
         let (done, wait) = mpsc::channel();
-        self.queue.send(Command::Flush(done)).is_ok() && wait.recv_timeout(timeout).is_ok()
+        let mut command = Command::Flush(done);
+        loop {
+            match self.queue.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    command = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return false,
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
 /// The writer thread: appends lines, reopens on demand; runs until every
 /// [`AuditLog`] is gone.
-fn write_records(commands: Receiver<Command>) {
+fn write_records(commands: Receiver<Command>, target: &Mutex<Target>) {
+    let mut generation = 0;
     let mut path: Option<PathBuf> = None;
     let mut file: Option<File> = None;
     let mut failing = false;
     for command in commands {
-        match command {
-            Command::Reopen(new) => {
+        {
+            let target = target.lock().unwrap_or_else(|e| e.into_inner());
+            if target.generation != generation {
+                generation = target.generation;
+                path = target.path.clone();
                 file = None;
-                path = new;
                 failing = false;
             }
+        }
+        match command {
             Command::Flush(done) => {
                 let _ = done.send(());
             }
