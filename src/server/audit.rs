@@ -615,6 +615,40 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_that_cannot_keep_up_drops_and_counts_records_without_waiting() {
+        // A FIFO nobody reads: opening it blocks the writer thread, as a stalled
+        // disk would.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit.jsonl");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let log = AuditLog::start(&AuditSection {
+            enabled: true,
+            file: fifo.to_str().unwrap().into(),
+        });
+        let before = metrics().audit_records_dropped.get();
+        let extra = 100;
+        let started = Instant::now();
+        for _ in 0..QUEUE_LEN + extra {
+            log.record(&message(), &Verdict::accept(), None, &Policy::default());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let dropped = metrics().audit_records_dropped.get() - before;
+        assert!(dropped as usize >= extra - 1, "{dropped} dropped");
+        assert!(!log.flush(Duration::from_millis(50)));
+        // A reload does not wait for the stalled writer either.
+        let started = Instant::now();
+        log.configure(&AuditSection {
+            enabled: false,
+            file: "/nonexistent".into(),
+        });
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
     fn a_file_that_cannot_be_written_is_counted_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::start(&AuditSection {
