@@ -63,6 +63,11 @@ pub struct Metrics {
     pub notices: IntCounterVec,
     /// Policy reloads by result (`success`, `failure`).
     pub policy_reloads: IntCounterVec,
+    /// Audit records dropped because the writer was too far behind.
+    pub audit_records_dropped: IntCounter,
+    /// Audit records that could not be written (the file could not be opened or
+    /// written).
+    pub audit_write_errors: IntCounter,
     /// 1, labelled with the loaded policy's hash.
     pub policy_info: IntGaugeVec,
     /// 1, labelled with the version.
@@ -245,6 +250,16 @@ impl Metrics {
                 "congvu_milter_notices_total",
                 "Notices to the officials concerned by a quarantine or a refused forward, by result.",
                 &["result"],
+            ),
+            audit_records_dropped: counter(
+                &r,
+                "congvu_milter_audit_records_dropped_total",
+                "Audit records dropped because the writer was too far behind (a stalled disk).",
+            ),
+            audit_write_errors: counter(
+                &r,
+                "congvu_milter_audit_write_errors_total",
+                "Audit records that could not be written to [audit] file.",
             ),
             policy_reloads: counter_vec(
                 &r,

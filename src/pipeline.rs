@@ -32,7 +32,7 @@ use crate::inspect::{ArchiveKind, ExecKind, FileKind, Inspection, Signature, Sig
 use crate::message::Message;
 use crate::milter::Limit;
 use crate::milter::budget::{MemoryBudget, SESSION_BYTES_PER_BODY_BYTE};
-use crate::policy::Policy;
+use crate::policy::{Mode, Policy};
 use crate::rule::Violation;
 use crate::rules;
 use crate::rules::forwarding::ForwardingFinding;
@@ -52,6 +52,8 @@ pub struct Facts {
     /// The digitally signed documents among the files (Điều 4 khoản 8
     /// adoption): for the metrics, `scan` and the audit record.
     pub signed_documents: Vec<SignedDocumentFact>,
+    /// In monitor mode, the action enforcing would have taken; `None` outside it.
+    pub monitor_action: Option<Action>,
 }
 
 /// One digitally signed document: where it sits and how it is signed.
@@ -67,11 +69,20 @@ fn format_name<S: serde::Serializer>(format: &SignatureFormat, s: S) -> Result<S
     s.serialize_str(format.as_str())
 }
 
-/// One inspected file, in bounded labels.
+/// One inspected file: bounded labels for the metrics, and what the audit
+/// record lists (src/server/audit.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFact {
     /// The detected type (`executable_pe`, `archive_zip`, `document`, ...).
     pub kind: &'static str,
+    /// The detected MIME type (`application/zip`, `application/x-msdownload`).
+    pub mime_type: String,
+    /// Attachment name, then entry names down to this file.
+    pub path: Vec<String>,
+    /// Decoded size in bytes.
+    pub size: u64,
+    /// SHA-256 of the decoded bytes, when all of them were read.
+    pub sha256: Option<[u8; 32]>,
     /// Found inside an archive, not attached directly.
     pub in_archive: bool,
     /// The archive format, when the file is an encrypted archive.
@@ -168,6 +179,10 @@ fn file_facts(inspection: &Inspection) -> Vec<FileFact> {
         .iter()
         .map(|file| FileFact {
             kind: file_type_label(&file.kind),
+            mime_type: mime_type(&file.kind),
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.sha256,
             in_archive: file.path.len() > 1,
             encrypted: file.encrypted.then(|| match &file.kind {
                 FileKind::Archive(kind) => archive_label(*kind),
@@ -184,6 +199,40 @@ fn archive_label(kind: ArchiveKind) -> &'static str {
         ArchiveKind::Unsupported(_) => "unsupported",
         known => crate::inspect::archive::format_name(known),
     }
+}
+
+/// The MIME type of a detected file type, as the audit record writes it.
+fn mime_type(kind: &FileKind) -> String {
+    let known = match kind {
+        FileKind::Executable(e) => match e {
+            ExecKind::Pe => "application/x-msdownload",
+            ExecKind::Dos => "application/x-dosexec",
+            ExecKind::Elf => "application/x-executable",
+            ExecKind::MachO => "application/x-mach-binary",
+            ExecKind::Msi => "application/x-msi",
+            ExecKind::JavaClass => "application/java-vm",
+            ExecKind::Script => "text/x-shellscript",
+            ExecKind::Chm => "application/vnd.ms-htmlhelp",
+        },
+        FileKind::Archive(a) => match a {
+            ArchiveKind::Zip => "application/zip",
+            ArchiveKind::SevenZip => "application/x-7z-compressed",
+            ArchiveKind::Tar => "application/x-tar",
+            ArchiveKind::Gzip => "application/gzip",
+            ArchiveKind::Bzip2 => "application/x-bzip2",
+            ArchiveKind::Xz => "application/x-xz",
+            ArchiveKind::Rar4 | ArchiveKind::Rar5 => "application/vnd.rar",
+            ArchiveKind::Cab => "application/vnd.ms-cab-compressed",
+            ArchiveKind::Iso => "application/x-iso9660-image",
+            ArchiveKind::Lha => "application/x-lzh-compressed",
+            ArchiveKind::Cpio => "application/x-cpio",
+            ArchiveKind::Ar => "application/x-archive",
+            ArchiveKind::Unsupported(what) => return format!("archive/{what}"),
+        },
+        FileKind::Document(mime) => mime,
+        FileKind::Other(mime) => mime,
+    };
+    known.to_owned()
 }
 
 /// A bounded label for a detected file type.
@@ -246,10 +295,27 @@ fn memory_violation(short: &MemoryShortfall) -> Violation {
 /// A verdict decided before the message could be judged whole (no turn at
 /// inspecting, no memory): nothing else is judged.
 fn deferred(violation: Violation, msg: &Message, policy: &Policy) -> Decision {
+    let found = findings(&[violation], msg, policy);
+    let facts = Facts {
+        monitor_action: monitor_action(&found, policy),
+        ..Facts::default()
+    };
     Decision {
-        verdict: judge(&[violation], msg, policy),
-        facts: Facts::default(),
+        verdict: Verdict::from_findings(found),
+        facts,
     }
+}
+
+/// In monitor mode, the most severe action enforcing would have taken on these
+/// findings (`accept` when none); `None` outside monitor mode.
+fn monitor_action(found: &[Finding], policy: &Policy) -> Option<Action> {
+    (policy.mode == Mode::Monitor).then(|| {
+        found
+            .iter()
+            .map(|f| f.monitor_action.unwrap_or(f.action))
+            .max()
+            .unwrap_or(Action::Accept)
+    })
 }
 
 /// [`decide`], sharing memory and turns at inspecting with the daemon's other
@@ -337,6 +403,7 @@ pub async fn decide_sharing(
         outcome = Some(result);
     }
 
+    let monitor_action = monitor_action(&found, policy);
     let mut verdict = Verdict::from_findings(found);
     if matches!(verdict.action, Action::Accept | Action::Quarantine) {
         // Forged headers are deleted before ours are added: incoming tag headers
@@ -360,6 +427,7 @@ pub async fn decide_sharing(
                 format: d.format,
             })
             .collect(),
+        monitor_action,
     };
     Decision { verdict, facts }
 }
@@ -367,6 +435,8 @@ pub async fn decide_sharing(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use sha2::Digest;
 
     use super::*;
     use crate::milter::budget::Reservation;
@@ -469,6 +539,61 @@ mod tests {
                 .contains("more than the whole budget"),
             "{:?}",
             verdict.reasons
+        );
+    }
+
+    fn decide_facts(msg: &Message, policy: &Policy) -> Decision {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(decide(msg, policy, None))
+    }
+
+    #[test]
+    fn facts_list_each_file_with_its_hash_and_monitor_mode_what_it_would_have_done() {
+        let eml = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/messages/fail-exe-in-zip.eml"
+        ))
+        .unwrap();
+        let msg = Message::from_eml(&eml);
+        let enforced = decide_facts(&msg, &policy());
+        assert_eq!(enforced.verdict.action, Action::Reject);
+        assert_eq!(enforced.facts.monitor_action, None);
+        let exe = enforced
+            .verdict
+            .reasons
+            .iter()
+            .find(|r| r.rule == "executable")
+            .expect("the executable rule fired");
+        let exe_file = enforced
+            .facts
+            .files
+            .iter()
+            .find(|f| f.path == exe.path)
+            .expect("the violation's path names a listed file");
+        assert_eq!(exe_file.path.len(), 2, "{:?}", exe_file.path);
+        assert!(enforced.facts.files.iter().all(|f| f.sha256.is_some()));
+
+        // The attachment's hash is that of its decoded bytes.
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&eml[..])
+            .unwrap();
+        let zip = parsed.attachment(0).unwrap().contents();
+        let digest: [u8; 32] = sha2::Sha256::digest(zip).into();
+        assert_eq!(enforced.facts.files[0].sha256, Some(digest));
+        assert_eq!(enforced.facts.files[0].mime_type, "application/zip");
+
+        let mut monitor = policy();
+        monitor.mode = Mode::Monitor;
+        let watched = decide_facts(&msg, &monitor);
+        assert_eq!(watched.verdict.action, Action::Accept);
+        assert_eq!(watched.facts.monitor_action, Some(Action::Reject));
+        let clean = Message::from_eml(b"From: a@example.org\r\nSubject: x\r\n\r\nhello\r\n");
+        assert_eq!(
+            decide_facts(&clean, &monitor).facts.monitor_action,
+            Some(Action::Accept)
         );
     }
 

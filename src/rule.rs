@@ -97,6 +97,9 @@ pub struct Violation {
     pub detail: String,
     /// Values for the reply template: `file`, `signature`, `limit`, `signal`, ...
     pub vars: Vec<(&'static str, String)>,
+    /// Where in the message: attachment name then entry names; empty for the
+    /// message itself.
+    pub path: Vec<String>,
 }
 
 impl Violation {
@@ -105,7 +108,14 @@ impl Violation {
             rule,
             detail: detail.into(),
             vars: Vec::new(),
+            path: Vec::new(),
         }
+    }
+
+    /// The file the violation is about.
+    pub fn at(mut self, path: &[String]) -> Self {
+        self.path = path.to_vec();
+        self
     }
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {

@@ -156,6 +156,10 @@ pub struct Reason {
     pub rule: String,
     pub article: String,
     pub detail: String,
+    /// Where in the message: attachment name then entry names; empty for the
+    /// message itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
 }
 
 /// One rule's finding about a message, before the findings are folded together.
@@ -167,6 +171,8 @@ pub struct Finding {
     pub reply: Option<SmtpReply>,
     /// Headers to add when the message is delivered anyway (tag, monitor mode).
     pub headers: Vec<HeaderEdit>,
+    /// In monitor mode, the action enforcing would have taken instead of `action`.
+    pub monitor_action: Option<Action>,
 }
 
 /// The final decision about one message.
@@ -199,6 +205,7 @@ impl Verdict {
                 rule: rule.to_owned(),
                 article: "Điều 18 khoản 2".to_owned(),
                 detail,
+                path: Vec::new(),
             }],
         }
     }
@@ -287,12 +294,14 @@ mod tests {
                 rule: rule.into(),
                 article: "Điều 4 khoản 7".into(),
                 detail: String::new(),
+                path: Vec::new(),
             },
             reply: Some(SmtpReply::new(550, "5.7.1", rule)),
             headers: vec![HeaderEdit::Add {
                 name: "X-Test".into(),
                 value: rule.into(),
             }],
+            monitor_action: None,
         }
     }
 

@@ -68,6 +68,7 @@ fn reason(rule: &str) -> Reason {
         rule: rule.into(),
         article: "Điều 4".into(),
         detail: String::new(),
+        path: Vec::new(),
     }
 }
 

@@ -1100,6 +1100,7 @@ fn systemd_unit_verifies_and_is_sandboxed() {
         ("SystemCallFilter", "@system-service"),
         ("CapabilityBoundingSet", ""),
         ("RuntimeDirectory", "congvu-milter"),
+        ("LogsDirectory", "congvu-milter"),
     ] {
         assert_eq!(one(k), v, "{k}");
     }
@@ -1109,6 +1110,91 @@ fn systemd_unit_verifies_and_is_sandboxed() {
         !settings.iter().any(|(k, _)| k == "LimitNOFILE"),
         "the unit sets LimitNOFILE"
     );
+}
+
+/// The logrotate file rotates the shipped policy's `[audit] file`, in the
+/// directory the unit makes writable, daily for 400 days, and reloads the
+/// daemon after. Run by logrotate itself (forced, on a copy pointed at a temp
+/// directory, the reload replaced by a marker): the file is renamed, the
+/// marker made, and on the next rotation the previous one is compressed.
+#[test]
+fn logrotate_keeps_the_audit_records_400_days_and_reloads_the_daemon() {
+    let conf = read(&contrib("logrotate/congvu-milter"));
+    let audit_file = policy_str(&shipped_policy(), "audit", "file");
+    let unit = read(&contrib("systemd/congvu-milter.service"));
+    let logs_dir = unit_settings(&unit)
+        .into_iter()
+        .find(|(k, _)| k == "LogsDirectory")
+        .map(|(_, v)| format!("/var/log/{v}/"))
+        .expect("the unit has LogsDirectory=");
+    assert!(
+        audit_file.starts_with(&logs_dir),
+        "{audit_file} not in {logs_dir}"
+    );
+    assert!(conf.contains(&format!("{audit_file} {{")), "{conf}");
+    let directives: Vec<&str> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    for want in [
+        "daily",
+        "rotate 400",
+        "compress",
+        "delaycompress",
+        "postrotate",
+    ] {
+        assert!(directives.contains(&want), "{want} missing:\n{conf}");
+    }
+    assert!(conf.contains("systemctl reload congvu-milter"), "{conf}");
+
+    let logrotate = crate::common::require_binary("logrotate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let marker = dir.path().join("reloaded");
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .unwrap()
+        .unwrap();
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::effective())
+        .unwrap()
+        .unwrap();
+    let local = conf
+        .replace(&audit_file, log.to_str().unwrap())
+        .replace(
+            "su congvu-milter congvu-milter",
+            &format!("su {} {}", user.name, group.name),
+        )
+        .replace(
+            "systemctl reload congvu-milter >/dev/null 2>&1 || true",
+            &format!("echo >> {}", marker.display()),
+        )
+        .replace("dateext", "");
+    let conf_path = dir.path().join("logrotate.conf");
+    std::fs::write(&conf_path, local).unwrap();
+    let rotate = || {
+        let out = run(
+            Command::new(&logrotate)
+                .arg("-f")
+                .arg("-s")
+                .arg(dir.path().join("state"))
+                .arg(&conf_path),
+            "logrotate",
+        );
+        assert!(out.status.success(), "logrotate:\n{}", text(&out));
+    };
+    std::fs::write(&log, "{\"audit\":1}\n").unwrap();
+    rotate();
+    assert!(dir.path().join("audit.jsonl.1").is_file(), "not renamed");
+    assert!(!log.exists(), "the daemon makes the new file itself");
+    assert_eq!(read(&marker).lines().count(), 1, "no reload");
+    std::fs::write(&log, "{\"audit\":1}\n").unwrap();
+    rotate();
+    assert!(
+        dir.path().join("audit.jsonl.2.gz").is_file(),
+        "not compressed"
+    );
+    assert!(dir.path().join("audit.jsonl.1").is_file());
+    assert_eq!(read(&marker).lines().count(), 2);
 }
 
 // ---------------------------------------------------------------------------
@@ -1192,7 +1278,14 @@ fn debian_package_installs_and_its_policy_checks_clean() {
     assert!(out.status.success(), "{}", text(&out));
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut kit = vec![contrib("README.md")];
-    for sub in ["postfix", "systemd", "prometheus", "grafana", "rspamd"] {
+    for sub in [
+        "postfix",
+        "systemd",
+        "logrotate",
+        "prometheus",
+        "grafana",
+        "rspamd",
+    ] {
         kit.extend(walk(&contrib(sub)));
     }
     for f in kit {
@@ -1214,6 +1307,7 @@ fn debian_package_installs_and_its_policy_checks_clean() {
         "./usr/share/man/man8/congvu-milter-trace.8.gz",
         "./usr/share/man/man5/congvu-milter.toml.5.gz",
         "./usr/share/doc/congvu-milter/changelog.Debian.gz",
+        "./etc/logrotate.d/congvu-milter",
         "./usr/lib/debug/.build-id/",
     ] {
         assert!(

@@ -14,6 +14,7 @@ mod common;
 mod daemon_support;
 
 mod admin_path;
+mod audit_log;
 mod audit_report;
 mod clamd_scan;
 mod daemon;

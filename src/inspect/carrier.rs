@@ -159,6 +159,7 @@ pub fn hand_damaged(
             encrypted: false,
             data,
             tail: None,
+            sha256: None,
             note: Some(reason),
         },
     );

@@ -40,6 +40,8 @@ pub fn inspect_file(
     }
     let mut kind = filetype::classify(data);
     let index = out.len();
+    // Once per file: the audit record's hash, and the loop check's below.
+    let digest: [u8; 32] = Sha256::digest(data).into();
     let encrypted_doc = kind == FileKind::Document(OFFICE_ENCRYPTED);
     let mut unsupported = None;
     let container = match &kind {
@@ -81,6 +83,7 @@ pub fn inspect_file(
             uninspectable: unsupported,
             signature: None,
             macros: false,
+            sha256: Some(digest),
         },
         budget,
     );
@@ -95,7 +98,6 @@ pub fn inspect_file(
         out[index].uninspectable = Some(reason);
         return;
     }
-    let digest: [u8; 32] = Sha256::digest(data).into();
     if budget.ancestors.contains(&digest) {
         out[index].uninspectable =
             Some("archive contains itself (a loop, like a zip quine)".to_string());
@@ -118,7 +120,7 @@ pub fn inspect_file(
         };
         entry_path.push(entry_name.clone());
         let readable = !entry.encrypted && entry.note.is_none();
-        let (kind, uninspectable) = match (entry.data, entry.tail) {
+        let (kind, uninspectable, sha256) = match (entry.data, entry.tail) {
             (Some(bytes), None) if readable => {
                 return inspect_file(
                     entry_path,
@@ -130,7 +132,10 @@ pub fn inspect_file(
                 );
             }
             // Read as a stream: typed by its first and last bytes.
-            (Some(prefix), Some(tail)) if readable => streamed_kind(prefix, tail, entry.size),
+            (Some(prefix), Some(tail)) if readable => {
+                let (kind, note) = streamed_kind(prefix, tail, entry.size);
+                (kind, note, entry.sha256)
+            }
             // Not unpacked, or only a prefix: its type from what there is.
             (prefix, _) => (
                 prefix
@@ -138,6 +143,7 @@ pub fn inspect_file(
                     .map(filetype::classify)
                     .unwrap_or_else(|| FileKind::Other("application/octet-stream".into())),
                 entry.note.clone(),
+                None,
             ),
         };
         record(
@@ -151,6 +157,7 @@ pub fn inspect_file(
                 uninspectable,
                 signature: None,
                 macros: false,
+                sha256,
             },
             budget,
         );
@@ -276,6 +283,76 @@ mod tests {
         inspect_file(vec!["a.zip".into()], None, &zip, 1, &mut b, &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].uninspectable.as_deref().unwrap().contains("loop"));
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            w.start_file(*name, options).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn inspect_zip(zip: &[u8], limits: &LimitsSection) -> Vec<FileFacts> {
+        let mut b = Budget::new(limits);
+        let mut out = Vec::new();
+        inspect_file(
+            vec!["a.zip".into()],
+            Some("a.zip"),
+            zip,
+            0,
+            &mut b,
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn every_file_has_the_sha256_of_all_its_bytes_held_or_streamed() {
+        // 300 KiB of text is read as a stream (prefix and tail kept); the inner
+        // zip is held whole to be opened; the small file is held whole.
+        let big: Vec<u8> = (0..300 * 1024u32)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz\n"[(i % 27) as usize] ^ (i / 4096) as u8 & 1)
+            .collect();
+        assert!(big.len() > archive::PREFIX_LEN + archive::TAIL_LEN);
+        let inner = zip_of(&[("inner.txt", b"inner")]);
+        let outer = zip_of(&[
+            ("big.txt", &big),
+            ("inner.zip", &inner),
+            ("small.txt", b"hi"),
+        ]);
+        let out = inspect_zip(&outer, &LimitsSection::default());
+        let sha = |data: &[u8]| -> Option<[u8; 32]> { Some(Sha256::digest(data).into()) };
+        let got: Vec<(String, Option<[u8; 32]>)> =
+            out.iter().map(|f| (f.path.join("/"), f.sha256)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.zip".to_string(), sha(&outer)),
+                ("a.zip/big.txt".to_string(), sha(&big)),
+                ("a.zip/inner.zip".to_string(), sha(&inner)),
+                ("a.zip/inner.zip/inner.txt".to_string(), sha(b"inner")),
+                ("a.zip/small.txt".to_string(), sha(b"hi")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_cut_by_a_limit_has_no_sha256() {
+        let big = vec![b'a'; 2 << 20];
+        let outer = zip_of(&[("big.txt", &big)]);
+        let limits = LimitsSection {
+            max_unpacked_size: crate::policy::ByteSize::mib(1),
+            ..LimitsSection::default()
+        };
+        let out = inspect_zip(&outer, &limits);
+        assert_eq!(out.len(), 2);
+        assert!(out[1].uninspectable.is_some(), "{:?}", out[1]);
+        assert_eq!(out[1].sha256, None);
     }
 
     #[test]

@@ -46,6 +46,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use super::budget::{Budget, MemoryAccount};
 use super::file::{inspect_file, record};
@@ -453,6 +454,11 @@ impl<'l> Walker<'l> {
                 uninspectable: None,
                 signature: None,
                 macros: false,
+                // Only an attached message of the message itself: hashing every
+                // level of messages nested in messages would read the innermost
+                // once per level (its attachments are hashed all the same).
+                sha256: (item.msg_depth == 0)
+                    .then(|| Sha256::digest(&src.as_slice()[range.clone()]).into()),
             },
             &mut self.budget,
         );

@@ -113,6 +113,9 @@ pub struct FileFacts {
     /// An office document that holds macros: a VBA project, Excel 4.0 macro
     /// sheets, ODF Basic modules or scripts ([`document`]).
     pub macros: bool,
+    /// SHA-256 of the decoded bytes (what `sha256sum` gives for the saved file);
+    /// `None` when not all of them were read (encrypted, cut by a limit, only listed).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// How a document is digitally signed (Điều 4 khoản 8 encourages it): the

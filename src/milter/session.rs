@@ -1265,6 +1265,7 @@ mod tests {
             rule: "executable".into(),
             article: "Điều 4 khoản 7".into(),
             detail: String::new(),
+            path: Vec::new(),
         });
         let mut stats = SessionStats::default();
         assert_eq!(
@@ -1325,6 +1326,7 @@ mod tests {
             rule: "ễ".repeat(600),
             article: "a\nb".into(),
             detail: String::new(),
+            path: Vec::new(),
         });
         let r = quarantine_reason(&v);
         assert!(r.len() <= MAX_QUARANTINE_REASON);

@@ -64,6 +64,7 @@ impl Policy {
             rule: rule.name.to_owned(),
             article: rule.article.to_owned(),
             detail: violation.detail.clone(),
+            path: violation.path.clone(),
         };
         let tag = || HeaderEdit::Add {
             name: self.headers.tag_header.clone(),
@@ -80,13 +81,21 @@ impl Policy {
             reason: reason.clone(),
             reply,
             headers,
+            monitor_action: None,
+        };
+        // In monitor mode: what enforcing would have done instead.
+        let monitored = |enforced: Action| {
+            let mut f = finding(Action::Accept, None, vec![tag()]);
+            f.monitor_action = Some(enforced);
+            f
         };
         let tempfail_reply = |text: &str| Some(SmtpReply::new(451, "4.7.1", text));
         let action = match rule.control {
             Control::Fixed => rule.default_action,
             Control::ClamavOnFailure => match (self.mode, self.clamav.on_failure) {
                 (_, OnFailure::Accept) => return Some(finding(Action::Accept, None, vec![])),
-                (Mode::Monitor, _) => return Some(finding(Action::Accept, None, vec![tag()])),
+                (Mode::Monitor, OnFailure::Tempfail) => return Some(monitored(Action::Tempfail)),
+                (Mode::Monitor, OnFailure::Reject) => return Some(monitored(Action::Reject)),
                 (Mode::Enforce, OnFailure::Tempfail) => {
                     let reply = tempfail_reply(TEMPFAIL_TEXT);
                     return Some(finding(Action::Tempfail, reply, vec![]));
@@ -112,7 +121,11 @@ impl Policy {
         // Monitor mode refuses nothing, except where the daemon protects itself.
         let enforce = self.mode == Mode::Enforce || rule.control == Control::Fixed;
         Some(match (enforce, action) {
-            (false, _) | (_, RuleAction::Tag) => finding(Action::Accept, None, vec![tag()]),
+            (false, RuleAction::Reject) => monitored(Action::Reject),
+            (false, RuleAction::Tempfail) => monitored(Action::Tempfail),
+            (false, RuleAction::Quarantine) => monitored(Action::Quarantine),
+            (false, RuleAction::Discard) => monitored(Action::Discard),
+            (_, RuleAction::Tag) => finding(Action::Accept, None, vec![tag()]),
             (true, RuleAction::Reject) => finding(
                 Action::Reject,
                 Some(SmtpReply::new(rule.code, rule.enhanced, text)),

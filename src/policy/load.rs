@@ -489,6 +489,12 @@ impl Policy {
                 "not a valid header name",
             ));
         }
+        if self.audit.enabled && !self.audit.file.starts_with('/') {
+            problems.push(Problem::error(
+                "audit.file",
+                "must be an absolute path (the daemon's working directory is /)",
+            ));
+        }
         for (name, settings) in &self.rules {
             let key = format!("rules.{name}");
             if configurable_rule(name).is_none() {

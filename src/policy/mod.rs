@@ -64,6 +64,8 @@ pub struct Policy {
     pub quarantine: QuarantineSection,
     #[serde(default)]
     pub notices: NoticesSection,
+    #[serde(default)]
+    pub audit: AuditSection,
     /// Per-rule action, exceptions and reply text, by rule name.
     #[serde(default)]
     pub rules: judge::RulesSection,
@@ -289,6 +291,30 @@ impl Default for HeadersSection {
     fn default() -> Self {
         HeadersSection {
             tag_header: "X-Congvu-Policy".into(),
+        }
+    }
+}
+
+/// Where the audit record is written unless `[audit] file` says otherwise (the
+/// unit's `LogsDirectory=`).
+pub const DEFAULT_AUDIT_FILE: &str = "/var/log/congvu-milter/audit.jsonl";
+
+/// `[audit]`: one JSON record per message (src/server/audit.rs), kept for the
+/// operator's reports and for tracing a leaked file by its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Off unless the policy turns it on (the shipped policy does).
+    pub enabled: bool,
+    /// Appended to; reopened on reload (SIGHUP), as logrotate's `postrotate` asks.
+    pub file: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            enabled: false,
+            file: DEFAULT_AUDIT_FILE.into(),
         }
     }
 }

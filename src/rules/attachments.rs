@@ -275,7 +275,11 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             if f.path.last().map(String::as_str) != Some(name) {
                 detail.push_str(&format!(" (name \"{}\")", display_name(name, 80)));
             }
-            push(Violation::new(&DECEPTIVE_NAME, detail).with("file", file.clone()));
+            push(
+                Violation::new(&DECEPTIVE_NAME, detail)
+                    .with("file", file.clone())
+                    .at(&f.path),
+            );
         }
 
         let by_name = names().find_map(|n| executables.extension_of(n));
@@ -292,7 +296,9 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
             };
             let (file, where_) = paths();
             push(
-                Violation::new(&EXECUTABLE, format!("{where_}: {what}")).with("file", file.clone()),
+                Violation::new(&EXECUTABLE, format!("{where_}: {what}"))
+                    .with("file", file.clone())
+                    .at(&f.path),
             );
         }
 
@@ -305,7 +311,8 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
                     &ENCRYPTED_ARCHIVE,
                     format!("{where_}: {} with encrypted contents", kind_name(&f.kind)),
                 )
-                .with("file", file.clone()),
+                .with("file", file.clone())
+                .at(&f.path),
             );
         }
 
@@ -329,7 +336,8 @@ pub fn evaluate(inspection: &Inspection, policy: &Policy) -> Vec<Violation> {
                     format!("{where_}: cannot be inspected: {reason}"),
                 )
                 .with("file", file.clone())
-                .with("limit", reason),
+                .with("limit", reason)
+                .at(&f.path),
             );
         }
     }
@@ -494,6 +502,7 @@ mod tests {
 
     fn facts(path: &[&str], kind: FileKind) -> FileFacts {
         FileFacts {
+            sha256: None,
             path: path.iter().map(|s| s.to_string()).collect(),
             name: path.last().map(|s| s.to_string()),
             size: 10,

@@ -62,6 +62,7 @@ mod tests {
             uninspectable: None,
             signature: None,
             macros,
+            sha256: None,
         }
     }
 

@@ -12,11 +12,11 @@ use tokio::sync::Semaphore;
 use crate::message::Message;
 use crate::milter::{BoxFuture, Filter, Limit};
 use crate::pipeline::{self, Shared};
-use crate::policy::LimitsSection;
+use crate::policy::{LimitsSection, Policy};
 use crate::verdict::Verdict;
 
 use super::DaemonState;
-use super::report::{Stage, report};
+use super::report::{Audit, Stage, report};
 
 /// Judges messages with the daemon's current policy.
 pub struct PolicyFilter {
@@ -48,6 +48,13 @@ impl PolicyFilter {
         }
     }
 
+    fn audit<'a>(&'a self, policy: &'a Policy) -> Audit<'a> {
+        Audit {
+            log: &self.state.audit,
+            policy,
+        }
+    }
+
     /// The turns at inspecting for `limits`. A reload that changes their number
     /// starts a new set: messages holding a turn of the old one finish with it.
     fn turns(&self, limits: &LimitsSection) -> Arc<Semaphore> {
@@ -65,7 +72,14 @@ impl Filter for PolicyFilter {
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_mail(msg, &loaded.policy)?;
-        report(msg, &verdict, None, Stage::Mail, started.elapsed());
+        report(
+            msg,
+            &verdict,
+            None,
+            Stage::Mail,
+            started.elapsed(),
+            self.audit(&loaded.policy),
+        );
         Some(verdict)
     }
 
@@ -73,7 +87,14 @@ impl Filter for PolicyFilter {
         let started = Instant::now();
         let loaded = self.state.policy();
         let verdict = pipeline::at_body_chunk(msg, chunk_len, &loaded.policy)?;
-        report(msg, &verdict, None, Stage::Body, started.elapsed());
+        report(
+            msg,
+            &verdict,
+            None,
+            Stage::Body,
+            started.elapsed(),
+            self.audit(&loaded.policy),
+        );
         Some(verdict)
     }
 
@@ -91,7 +112,18 @@ impl Filter for PolicyFilter {
                 pipeline::decide_sharing(&msg, &loaded.policy, scanner.as_ref(), &shared).await;
             let elapsed = started.elapsed();
             let facts = Some(&decision.facts);
-            report(&msg, &decision.verdict, facts, Stage::EndOfMessage, elapsed);
+            let audit = Audit {
+                log: &state.audit,
+                policy: &loaded.policy,
+            };
+            report(
+                &msg,
+                &decision.verdict,
+                facts,
+                Stage::EndOfMessage,
+                elapsed,
+                audit,
+            );
             state
                 .notices
                 .after_verdict(&msg, &decision.verdict, &decision.facts, &loaded.policy);
@@ -103,7 +135,14 @@ impl Filter for PolicyFilter {
         let budget = &self.state.budget;
         let loaded = self.state.policy();
         let verdict = pipeline::over_budget(msg, &loaded.policy, budget.used(), budget.limit());
-        report(msg, &verdict, None, Stage::Body, std::time::Duration::ZERO);
+        report(
+            msg,
+            &verdict,
+            None,
+            Stage::Body,
+            std::time::Duration::ZERO,
+            self.audit(&loaded.policy),
+        );
         verdict
     }
 
@@ -114,7 +153,14 @@ impl Filter for PolicyFilter {
             Limit::Recipients(_) => Stage::Recipient,
             Limit::Headers(_) => Stage::Header,
         };
-        report(msg, &verdict, None, stage, std::time::Duration::ZERO);
+        report(
+            msg,
+            &verdict,
+            None,
+            stage,
+            std::time::Duration::ZERO,
+            self.audit(&loaded.policy),
+        );
         verdict
     }
 

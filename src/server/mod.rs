@@ -1,8 +1,9 @@
 //! The daemon: listeners, the connection cap, the policy in force (reloaded on
 //! SIGHUP), graceful shutdown (SIGTERM/SIGINT), the HTTP endpoint (`http`:
 //! metrics and health), and the one reporting step per verdict (`report`: the
-//! log line and the metrics).
+//! log line, the metrics and the audit record, `audit`).
 
+pub mod audit;
 mod filter;
 mod http;
 mod listen;
@@ -27,6 +28,7 @@ use crate::milter::session::{SessionConfig, SessionStats, run_session};
 use crate::notices::Notifier;
 use crate::policy::{ListenAddr, LoadedPolicy};
 use crate::scan::Scanner;
+use audit::AuditLog;
 
 pub use filter::PolicyFilter;
 pub use listen::Listener;
@@ -43,6 +45,8 @@ pub struct DaemonState {
     pub budget: Arc<MemoryBudget>,
     /// Notices to the officials concerned (`[notices]`).
     pub notices: Notifier,
+    /// `[audit]`: one record per message; reopened on every reload.
+    pub audit: Arc<AuditLog>,
 }
 
 impl DaemonState {
@@ -54,6 +58,7 @@ impl DaemonState {
         let scanner = build_scanner(&loaded);
         Arc::new(DaemonState {
             budget,
+            audit: AuditLog::start(&loaded.policy.audit),
             scanner: RwLock::new(scanner),
             policy: RwLock::new(Arc::new(loaded)),
             config_path,
@@ -118,6 +123,7 @@ impl DaemonState {
                 }
                 self.budget
                     .set_limit(new.policy.limits.max_buffered_bytes.bytes());
+                self.audit.configure(&new.policy.audit);
                 match self.policy.write() {
                     Ok(mut p) => *p = Arc::new(new),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -417,6 +423,9 @@ async fn serve(
     }
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if !state.audit.flush(Duration::from_secs(5)) {
+        tracing::warn!("audit records still queued at exit were not written");
     }
     tracing::info!("stopped");
     Ok(())

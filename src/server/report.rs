@@ -1,4 +1,5 @@
-//! The one reporting step after each decision: the log line and the metrics.
+//! The one reporting step after each decision: the log line, the metrics and
+//! the audit record (src/server/audit.rs).
 //!
 //! The decision itself (src/pipeline.rs) is pure, so the offline `scan` command
 //! counts nothing; the daemon calls [`report`] once per verdict it sends, whatever
@@ -10,10 +11,12 @@ use crate::inspect::names::display_name;
 use crate::message::Message;
 use crate::metrics::metrics;
 use crate::pipeline::Facts;
+use crate::policy::Policy;
 use crate::rules::budget::MEMORY_BUDGET;
 use crate::rules::forwarding::FORWARDING;
 use crate::verdict::Verdict;
 
+use super::audit::AuditLog;
 use super::logging::message_id;
 
 /// Where in the message the verdict was reached.
@@ -43,17 +46,27 @@ impl Stage {
     }
 }
 
-/// Logs the verdict on one message (one line with everything an admin needs) and
-/// counts it, and the facts of the decision when there was one, in the metrics.
+/// Where a verdict is recorded beside the log and the metrics: the audit log
+/// under the policy the verdict was reached with.
+pub struct Audit<'a> {
+    pub log: &'a AuditLog,
+    pub policy: &'a Policy,
+}
+
+/// Logs the verdict on one message (one line with everything an admin needs),
+/// counts it, and the facts of the decision when there was one, in the metrics,
+/// and queues its audit record.
 pub fn report(
     msg: &Message,
     verdict: &Verdict,
     facts: Option<&Facts>,
     stage: Stage,
     elapsed: Duration,
+    audit: Audit<'_>,
 ) {
     count(msg, verdict, facts, stage, elapsed);
     log_line(msg, verdict, facts, stage, elapsed);
+    audit.log.record(msg, verdict, facts, audit.policy);
 }
 
 fn count(msg: &Message, verdict: &Verdict, facts: Option<&Facts>, stage: Stage, elapsed: Duration) {
@@ -192,6 +205,7 @@ mod tests {
             rule: "executable".into(),
             article: "Điều 4 khoản 7".into(),
             detail: "\"a.exe\nAB12: accept\u{1b}[2J\u{202E}fdp.exe\"".into(),
+            path: Vec::new(),
         });
         let text = reasons_text(&verdict);
         assert!(!text.chars().any(char::is_control), "{text}");

@@ -73,6 +73,7 @@ PACKAGES_AND_FILES=(
     "coreutils /usr/bin/timeout /usr/bin/nproc"
     "util-linux /usr/bin/setpriv /sbin/runuser"     # drop privileges (tests, demo)
     "systemd /usr/bin/systemd-analyze"                # checks the shipped unit
+    "logrotate /usr/sbin/logrotate"                   # runs contrib/logrotate (audit records)
     "dpkg /usr/bin/dpkg-deb"                          # the .deb's contents
     "adduser /usr/sbin/adduser"                       # the .deb's maintainer scripts
     "binutils /usr/bin/strip /usr/bin/objcopy /usr/bin/readelf" # cargo-deb strips, splits debug info

@@ -454,6 +454,7 @@ fn entries(
                     encrypted: true,
                     data: None,
                     tail: None,
+                    sha256: None,
                     note: None,
                 },
             );

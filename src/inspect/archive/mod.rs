@@ -27,6 +27,8 @@ pub mod zip;
 
 use std::io::Read;
 
+use sha2::{Digest, Sha256};
+
 use super::budget::Budget;
 use super::filetype;
 pub use super::filetype::{PREFIX_LEN, TAIL_LEN};
@@ -65,6 +67,9 @@ pub struct Entry<'a> {
     pub tail: Option<&'a [u8]>,
     /// Why the bytes are missing or incomplete.
     pub note: Option<String>,
+    /// For an entry read as a stream to its end: the SHA-256 of all its bytes,
+    /// taken as they passed (an entry held whole is hashed where it is inspected).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// What opening an archive found out about the archive as a whole.
@@ -154,6 +159,9 @@ pub struct Unpacked {
     /// The stream's end holds a zip behind other data: the entry must be read
     /// again, whole ([`Keep::Whole`]), to be opened.
     pub wants_whole: bool,
+    /// Set when the entry was read as a stream to its end: the SHA-256 of all
+    /// its bytes.
+    pub sha256: Option<[u8; 32]>,
     /// Memory held from the budget for `data` and `tail`.
     held: u64,
 }
@@ -231,6 +239,7 @@ pub fn read_entry(
     }
     if out.limit.is_some() || out.error.is_some() {
         out.tail = None;
+        out.sha256 = None;
         out.data.truncate(PREFIX_LEN);
         out.data.shrink_to_fit();
     } else if let Some(tail) = &mut out.tail {
@@ -332,6 +341,8 @@ fn stream_rest(out: &mut Unpacked, reader: &mut dyn Read, cap: u64, budget: &mut
     }
     let mut tail = Vec::with_capacity(room_needed);
     out.held += room_needed as u64;
+    let mut hasher = Sha256::new();
+    hasher.update(&out.data);
     loop {
         if let Err(reason) = budget.check_limits() {
             out.limit = Some(reason);
@@ -351,6 +362,7 @@ fn stream_rest(out: &mut Unpacked, reader: &mut dyn Read, cap: u64, budget: &mut
             out.error = Some(e.to_string());
             break;
         }
+        hasher.update(&tail[before..]);
         if tail.len() > TAIL_LEN {
             tail.drain(..tail.len() - TAIL_LEN);
         }
@@ -359,6 +371,8 @@ fn stream_rest(out: &mut Unpacked, reader: &mut dyn Read, cap: u64, budget: &mut
         }
     }
     out.tail = Some(tail);
+    // Past the cap the entry was not read to its end: read_entry clears it.
+    out.sha256 = Some(hasher.finalize().into());
 }
 
 /// The limit an entry's stated size already breaks, before anything is unpacked.
@@ -405,6 +419,7 @@ pub fn deliver_prefix(
             encrypted: false,
             data: Some(&prefix.data),
             tail: None,
+            sha256: None,
             note: Some(reason),
         },
     );
@@ -433,6 +448,7 @@ pub fn listed_after_bomb(
             encrypted: false,
             data: None,
             tail: None,
+            sha256: None,
             note: Some(note),
         },
     );
@@ -472,6 +488,11 @@ pub fn deliver(
             encrypted: false,
             data: Some(&unpacked.data),
             tail: unpacked.tail.as_deref(),
+            sha256: if note.is_none() {
+                unpacked.sha256
+            } else {
+                None
+            },
             note,
         },
     );
@@ -491,6 +512,7 @@ pub fn deliver_slice(name: String, bytes: &[u8], budget: &mut Budget, sink: &mut
             encrypted: false,
             data: Some(bytes),
             tail: None,
+            sha256: None,
             note: None,
         },
     );

@@ -376,6 +376,7 @@ fn package(
                 encrypted: false,
                 data: None,
                 tail: None,
+                sha256: None,
                 note: None,
             },
         );

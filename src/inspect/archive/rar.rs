@@ -116,6 +116,7 @@ fn emit(
             encrypted,
             data,
             tail: None,
+            sha256: None,
             note: None,
         },
     );

@@ -174,6 +174,7 @@ fn entries(
                 encrypted,
                 data: if encrypted { None } else { Some(&[]) },
                 tail: None,
+                sha256: None,
                 note: None,
             },
         );
@@ -295,6 +296,7 @@ fn entries(
                         encrypted: false,
                         data: None,
                         tail: None,
+                        sha256: None,
                         note: Some(note),
                     },
                 );

@@ -132,6 +132,7 @@ fn entries(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>, listing: &mut 
                     encrypted: meta.encrypted,
                     data: None,
                     tail: None,
+                    sha256: None,
                     note: if meta.encrypted {
                         None
                     } else {
@@ -189,6 +190,7 @@ fn entries(data: &[u8], budget: &mut Budget, sink: &mut Sink<'_>, listing: &mut 
                         encrypted: false,
                         data: None,
                         tail: None,
+                        sha256: None,
                         note: Some(reason),
                     },
                 );

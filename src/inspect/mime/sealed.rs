@@ -180,6 +180,7 @@ impl Walker<'_> {
                 uninspectable: Some(reason),
                 signature: None,
                 macros: false,
+                sha256: None,
             },
             &mut self.budget,
         );
