@@ -49,9 +49,11 @@ pub fn inspect_file(
             kind: kind.clone(),
             encrypted: encrypted_doc,
             uninspectable: None,
+            text: None,
         },
         budget,
     );
+    out[index].text = super::text::read_document(name, &kind, data, budget);
     // `None`: an OLE2 container (src/inspect/archive/ole.rs).
     let format = match &kind {
         FileKind::Archive(ArchiveKind::Unsupported(what)) => {
@@ -128,6 +130,7 @@ pub fn inspect_file(
                 kind,
                 encrypted: entry.encrypted,
                 uninspectable,
+                text: None,
             },
             budget,
         );

@@ -21,6 +21,7 @@ pub mod names;
 pub mod pdf;
 pub mod rtf;
 pub mod saved_message;
+pub mod text;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
@@ -106,6 +107,9 @@ pub struct FileFacts {
     /// Why this file could not be fully inspected (a limit that was hit, a format
     /// that cannot be opened), if so.
     pub uninspectable: Option<String>,
+    /// For a document (text, HTML, office, RTF, PDF): the classification stamp
+    /// its text carries, or why its text cannot be read (src/inspect/text/).
+    pub text: Option<text::DocumentText>,
 }
 
 /// A decoded leaf part for the virus scanner.
@@ -167,4 +171,8 @@ pub struct Inspection {
     /// Why the message could not be inspected completely (a limit was hit); each
     /// makes the message uninspectable.
     pub problems: Vec<String>,
+    /// Classification stamps in the body text (plain or HTML) of the message or
+    /// of an attached message: where (`body`, or the attached message's path)
+    /// and which stamp. Attachments' stamps are in `files[..].text`.
+    pub body_stamps: Vec<(String, &'static str)>,
 }

@@ -411,7 +411,7 @@ fn kind_name(kind: &FileKind) -> String {
 
 /// For the reply: the name, or the path inside archives and attached messages
 /// joined with " > ", shortened to its first and last steps.
-fn short_path(f: &FileFacts) -> String {
+pub(crate) fn short_path(f: &FileFacts) -> String {
     let parts: Vec<String> = f.path.iter().map(|p| display_name(p, 60)).collect();
     match parts.len() {
         0 => f
@@ -424,7 +424,7 @@ fn short_path(f: &FileFacts) -> String {
 }
 
 /// For the log: every step, quoted: `"ho so.zip" → "setup.exe"`.
-fn long_path(f: &FileFacts) -> String {
+pub(crate) fn long_path(f: &FileFacts) -> String {
     if f.path.is_empty() {
         return format!(
             "\"{}\"",
@@ -451,6 +451,7 @@ mod tests {
             kind,
             encrypted: false,
             uninspectable: None,
+            text: None,
         }
     }
 

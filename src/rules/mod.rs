@@ -8,6 +8,7 @@
 
 pub mod attachments;
 pub mod budget;
+pub mod classified;
 pub mod forwarding;
 pub mod message_limits;
 pub mod size;
@@ -40,6 +41,7 @@ pub const REGISTRY: &[Detector] = &[
     attachments::DETECTOR,
     size::DETECTOR,
     forwarding::DETECTOR,
+    classified::DETECTOR,
     virus::DETECTOR,
     budget::DETECTOR,
     message_limits::DETECTOR,

@@ -178,6 +178,7 @@ impl Walker<'_> {
                 kind: FileKind::Other(kind.to_owned()),
                 encrypted: false,
                 uninspectable: Some(reason),
+                text: None,
             },
             &mut self.budget,
         );
