@@ -26,6 +26,7 @@ mod fuzz_regressions;
 mod hostile_peers;
 mod inspect_archives;
 mod inspect_carriers;
+mod inspect_classified;
 mod inspect_messages;
 mod inspect_ole;
 mod inspect_sealed;

@@ -82,14 +82,14 @@ fn read_held(data: &[u8], budget: &mut Budget, held: &mut u64) -> Option<Documen
             if let Some(base) = key_value(&dict, b"/BaseFont") {
                 legacy.find_in(base);
             }
-            if let Some(cmap) = key_value(&dict, b"/ToUnicode").and_then(reference) {
+            if let Some(cmap) = reference_of(&dict, b"/ToUnicode") {
                 to_unicode.insert(number, cmap);
             }
         }
         if let Some(fonts) = key_value(&dict, b"/Font") {
             if fonts.starts_with(b"<<") {
                 name_references(fonts, &mut resource_fonts);
-            } else if let Some(map) = reference(fonts) {
+            } else if let Some(map) = reference_of(&dict, b"/Font") {
                 font_maps.push(map);
             }
         }
@@ -214,10 +214,18 @@ fn decode(
     Ok((unpacked, cut))
 }
 
+/// The object number of the `N G R` value of `key` in `dict`.
+fn reference_of(dict: &[u8], key: &[u8]) -> Option<u32> {
+    // `key_value` gives the first word of the value, a slice of `dict`.
+    let first = key_value(dict, key)?;
+    let at = (first.as_ptr() as usize).checked_sub(dict.as_ptr() as usize)?;
+    reference(dict.get(at..)?)
+}
+
 /// The object number of an `N G R` value.
 fn reference(value: &[u8]) -> Option<u32> {
     let mut words = value
-        .split(|b| b.is_ascii_whitespace())
+        .split(|b| b.is_ascii_whitespace() || b"/<>[]".contains(b))
         .filter(|w| !w.is_empty());
     let number = std::str::from_utf8(words.next()?).ok()?.parse().ok()?;
     let _generation = words.next()?;
