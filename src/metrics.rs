@@ -55,6 +55,8 @@ pub struct Metrics {
     pub heap_bytes: IntGauge,
     /// Messages deferred because the memory budget was full.
     pub budget_deferrals: IntCounter,
+    /// Documents whose text could not be read for classification stamps.
+    pub documents_unreadable: IntCounter,
     /// Policy reloads by result (`success`, `failure`).
     pub policy_reloads: IntCounterVec,
     /// 1, labelled with the loaded policy's hash.
@@ -227,6 +229,11 @@ impl Metrics {
                 &r,
                 "congvu_milter_memory_budget_deferrals_total",
                 "Messages deferred because the buffered-bytes budget was full.",
+            ),
+            documents_unreadable: counter(
+                &r,
+                "congvu_milter_documents_unreadable_total",
+                "Documents whose text could not be read for classification stamps (Điều 15 khoản 2): scans, encrypted and legacy binary Office files; not refused for it.",
             ),
             policy_reloads: counter_vec(
                 &r,

@@ -48,7 +48,14 @@ pub struct Facts {
     pub signed: Option<Signature>,
     /// What the forwarding rule saw, when it fired.
     pub forwarding: Option<ForwardingFinding>,
+    /// Documents whose text could not be read for classification stamps
+    /// (Điều 15 khoản 2): how many, and the first few as `"path": reason`.
+    pub unreadable_documents: usize,
+    pub unreadable_examples: Vec<String>,
 }
+
+/// Unreadable documents named in the log line, at most.
+const UNREADABLE_EXAMPLES: usize = 8;
 
 /// One inspected file, in bounded labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,10 +339,17 @@ pub async fn decide_sharing(
         headers.append(&mut verdict.headers);
         verdict.headers = headers;
     }
+    let unreadable: Vec<_> = rules::classified::unreadable_documents(&inspection).collect();
     let facts = Facts {
         files: file_facts(&inspection),
         signed: inspection.signed,
         forwarding,
+        unreadable_documents: unreadable.len(),
+        unreadable_examples: unreadable
+            .iter()
+            .take(UNREADABLE_EXAMPLES)
+            .map(|(f, reason)| format!("{}: {reason}", rules::attachments::long_path(f)))
+            .collect(),
     };
     Decision { verdict, facts }
 }

@@ -16,6 +16,7 @@ mod daemon_support;
 mod admin_path;
 mod clamd_scan;
 mod daemon;
+mod e2e_classified;
 mod e2e_forwarding;
 mod e2e_metrics;
 mod e2e_postfix;
