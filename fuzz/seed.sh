@@ -69,6 +69,10 @@ add carrier_pdf $K/*.pdf
 add carrier_rtf $K/*.rtf
 add carrier_html $K/*.html
 add carrier_binhex $K/*.hqx
+C=fixtures/classified
+add text_office $C/*.docx $C/*.xlsx $C/*.pptx $C/*.odt $C/*.ods $C/*.odp
+add text_pdf $C/*.pdf
+add text_rtf $C/*.rtf $C/*.txt
 add inspect_file $K/*
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'
 
