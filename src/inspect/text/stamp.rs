@@ -36,6 +36,13 @@ pub fn line_stamp(line: &str) -> Option<&'static str> {
     if line.is_empty() || line.len() > MAX_STAMP_LINE * 3 || !line.contains('M') {
         return None;
     }
+    // Running text has small letters or digits; a stamp has neither.
+    if line
+        .bytes()
+        .any(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return None;
+    }
     let words: Vec<String> = line
         .nfc()
         .collect::<String>()
