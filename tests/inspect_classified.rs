@@ -291,3 +291,43 @@ fn the_regulation_itself_passes_as_text_docx_and_pdf() {
         }
     }
 }
+
+/// A text longer than what an archive entry keeps when read as a stream: the
+/// stamp at its start is found; a PDF that large is unreadable, not clean.
+#[test]
+fn large_documents_inside_archives_are_read_from_their_start() {
+    let work = tempfile::tempdir().unwrap();
+    let mut text = "TỐI MẬT\nKế hoạch\n".to_string();
+    while text.len() < 200 * 1024 {
+        text.push_str("Nội dung kế hoạch, giữ bí mật, đổi mật khẩu.\n");
+    }
+    std::fs::write(work.path().join("ke-hoach.txt"), &text).unwrap();
+    let mut pdf = fixture("toi-mat.pdf");
+    pdf.resize(200 * 1024, b'\n');
+    std::fs::write(work.path().join("ke-hoach.pdf"), &pdf).unwrap();
+    let status = Command::new("zip")
+        .current_dir(work.path())
+        .args(["-q", "large.zip", "ke-hoach.txt", "ke-hoach.pdf"])
+        .status()
+        .expect("zip runs");
+    assert!(status.success());
+    let zip = std::fs::read(work.path().join("large.zip")).unwrap();
+    let found = facts("large.zip", &zip);
+    let text_of = |name: &str| {
+        found
+            .iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in {found:#?}"))
+            .text
+            .clone()
+    };
+    assert_eq!(
+        text_of("ke-hoach.txt"),
+        Some(DocumentText::Stamp("TỐI MẬT"))
+    );
+    assert!(
+        matches!(text_of("ke-hoach.pdf"), Some(DocumentText::Unreadable(_))),
+        "{:?}",
+        text_of("ke-hoach.pdf")
+    );
+}

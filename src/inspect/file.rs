@@ -121,6 +121,12 @@ pub fn inspect_file(
                 entry.note.clone(),
             ),
         };
+        let text = match entry.data {
+            Some(prefix) if !entry.encrypted => {
+                super::text::partial_document(Some(&entry_name), &kind, prefix, budget)
+            }
+            _ => None,
+        };
         record(
             out,
             FileFacts {
@@ -130,7 +136,7 @@ pub fn inspect_file(
                 kind,
                 encrypted: entry.encrypted,
                 uninspectable,
-                text: None,
+                text,
             },
             budget,
         );

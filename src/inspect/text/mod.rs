@@ -136,6 +136,37 @@ pub fn body_stamp(
     finder.finish()
 }
 
+/// A document of which only the first bytes were unpacked (an archive entry read
+/// as a stream, or one cut short by a limit): plain text and HTML are read from
+/// their start, where a stamp stands; whatever is not found there, the rest
+/// was not read, so the document is unreadable for stamps.
+pub fn partial_document(
+    name: Option<&str>,
+    kind: &FileKind,
+    prefix: &[u8],
+    budget: &mut Budget,
+) -> Option<DocumentText> {
+    let (whole_only, document) = match kind {
+        FileKind::Document(_) => (true, true),
+        FileKind::Other(mime) => {
+            let whole_only = super::pdf::is_pdf(prefix) || super::rtf::is_rtf(prefix);
+            let text = super::html::is_html(name, prefix) || is_plain_text(name, mime, prefix);
+            (whole_only, whole_only || text)
+        }
+        FileKind::Executable(_) | FileKind::Archive(_) => (false, false),
+    };
+    if !document {
+        return None;
+    }
+    if !whole_only && let Some(DocumentText::Stamp(stamp)) = read(name, kind, prefix, budget) {
+        return Some(DocumentText::Stamp(stamp));
+    }
+    Some(DocumentText::Unreadable(format!(
+        "only its first {} KiB were unpacked (read as a stream inside an archive, or cut short by a limit)",
+        prefix.len() / 1024
+    )))
+}
+
 /// The finder's stamp; else why the text could not all be read, if so.
 fn outcome(finder: StampFinder, read: Result<(), String>, cut: bool) -> Option<DocumentText> {
     if let Some(stamp) = finder.finish() {
