@@ -69,10 +69,10 @@ add carrier_pdf $K/*.pdf
 add carrier_rtf $K/*.rtf
 add carrier_html $K/*.html
 add carrier_binhex $K/*.hqx
-C=fixtures/classified
-add text_office $C/*.docx $C/*.xlsx $C/*.pptx $C/*.odt $C/*.ods $C/*.odp
-add text_pdf $C/*.pdf
-add text_rtf $C/*.rtf $C/*.txt
+CL=fixtures/classified
+add text_office $CL/*.docx $CL/*.xlsx $CL/*.pptx $CL/*.odt $CL/*.ods $CL/*.odp
+add text_pdf $CL/*.pdf
+add text_rtf $CL/*.rtf $CL/*.txt
 add inspect_file $K/*
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'
 
