@@ -195,6 +195,14 @@ pub(crate) fn charge(budget: &mut Budget, len: usize) -> (usize, bool) {
     (allowed as usize, allowed < len as u64)
 }
 
+/// Gives back to the message's allowance text taken by [`charge`] but not read.
+pub(crate) fn refund(budget: &mut Budget, unread: usize) {
+    budget.text_left = budget
+        .text_left
+        .saturating_add(unread as u64)
+        .min(MAX_MESSAGE_TEXT);
+}
+
 /// A file whose content is text: named as text, or typed by nothing else and
 /// free of NUL bytes.
 fn is_plain_text(name: Option<&str>, mime: &str, data: &[u8]) -> bool {
@@ -301,6 +309,21 @@ mod tests {
             &mut b,
         );
         assert!(matches!(got, Some(DocumentText::Unreadable(_))), "{got:?}");
+    }
+
+    #[test]
+    fn unread_allowance_is_given_back() {
+        let pdf = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/classified/toi-mat.pdf"
+        ))
+        .unwrap();
+        let mut b = Budget::new(&LimitsSection::default());
+        let kind = FileKind::Other("application/pdf".into());
+        let got = read_document(None, &kind, &pdf, &mut b);
+        assert_eq!(got, Some(DocumentText::Stamp("TỐI MẬT")));
+        let taken = MAX_MESSAGE_TEXT - b.text_left;
+        assert!(taken > 0 && taken < pdf.len() as u64, "{taken}");
     }
 
     #[test]

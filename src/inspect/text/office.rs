@@ -13,7 +13,7 @@ use zip::ZipArchive;
 
 use super::markup::{self, Vocabulary};
 use super::stamp::StampFinder;
-use super::{DocumentText, charge, cut_reason};
+use super::{DocumentText, charge, cut_reason, refund};
 use crate::inspect::archive::{Keep, read_entry};
 use crate::inspect::budget::Budget;
 
@@ -160,6 +160,7 @@ pub fn read(family: Family, data: &[u8], budget: &mut Budget) -> Option<Document
             xml = &xml[..allowed];
             cut = true;
         }
+        refund(budget, allowed - xml.len());
         let problem = unpacked.limit.clone().or_else(|| {
             unpacked
                 .error

@@ -19,7 +19,7 @@ use flate2::read::ZlibDecoder;
 
 use super::legacy::LegacyFonts;
 use super::stamp::StampFinder;
-use super::{DocumentText, charge, cut_reason};
+use super::{DocumentText, charge, cut_reason, refund};
 use crate::inspect::archive::{Keep, read_entry};
 use crate::inspect::budget::Budget;
 use crate::inspect::pdf::{
@@ -211,6 +211,7 @@ fn decode(
     }
     let cut = unpacked.data.len() > allowed;
     unpacked.data.truncate(allowed);
+    refund(budget, allowed - unpacked.data.len());
     Ok((unpacked, cut))
 }
 
