@@ -21,7 +21,8 @@ SECONDS_PER_TARGET=${1:-600}
 shift || true
 ALL=(milter_codec milter_session mime_walk archive_zip archive_7z archive_rar archive_libarchive inspect_file
      archive_tar archive_compress names tnef uuencode policy_toml forwarding
-     carrier_pdf carrier_rtf carrier_html carrier_binhex cms archive_ole audit_log)
+     carrier_pdf carrier_rtf carrier_html carrier_binhex cms archive_ole audit_log
+     text_office text_pdf text_rtf)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-2}

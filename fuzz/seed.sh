@@ -70,6 +70,10 @@ add carrier_pdf $K/*.pdf
 add carrier_rtf $K/*.rtf
 add carrier_html $K/*.html
 add carrier_binhex $K/*.hqx
+CL=fixtures/classified
+add text_office $CL/*.docx $CL/*.xlsx $CL/*.pptx $CL/*.odt $CL/*.ods $CL/*.odp
+add text_pdf $CL/*.pdf
+add text_rtf $CL/*.rtf $CL/*.txt
 add inspect_file $K/*
 addtext uuencode $'begin 644 a.exe\nM35J0\n`\nend\n'
 # Signed documents and documents with macros.

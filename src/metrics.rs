@@ -61,6 +61,8 @@ pub struct Metrics {
     /// Notices to officials by result (`sent`, `failed`, `dropped`,
     /// `rate_limited`, `no_mailbox`).
     pub notices: IntCounterVec,
+    /// Documents whose text could not be read for classification stamps.
+    pub documents_unreadable: IntCounter,
     /// Policy reloads by result (`success`, `failure`).
     pub policy_reloads: IntCounterVec,
     /// Audit records dropped because the writer was too far behind.
@@ -260,6 +262,11 @@ impl Metrics {
                 &r,
                 "congvu_milter_audit_write_errors_total",
                 "Audit records that could not be written to [audit] file.",
+            ),
+            documents_unreadable: counter(
+                &r,
+                "congvu_milter_documents_unreadable_total",
+                "Documents whose text could not be read for classification stamps (Điều 15 khoản 2): scans, encrypted and legacy binary Office files; not refused for it.",
             ),
             policy_reloads: counter_vec(
                 &r,

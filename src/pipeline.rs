@@ -54,7 +54,14 @@ pub struct Facts {
     pub signed_documents: Vec<SignedDocumentFact>,
     /// In monitor mode, the action enforcing would have taken; `None` outside it.
     pub monitor_action: Option<Action>,
+    /// Documents whose text could not be read for classification stamps
+    /// (Điều 15 khoản 2): how many, and the first few as `"path": reason`.
+    pub unreadable_documents: usize,
+    pub unreadable_examples: Vec<String>,
 }
+
+/// Unreadable documents named in the log line, at most.
+const UNREADABLE_EXAMPLES: usize = 8;
 
 /// One digitally signed document: where it sits and how it is signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -416,6 +423,7 @@ pub async fn decide_sharing(
         headers.append(&mut verdict.headers);
         verdict.headers = headers;
     }
+    let unreadable: Vec<_> = rules::classified::unreadable_documents(&inspection).collect();
     let facts = Facts {
         files: file_facts(&inspection),
         signed: inspection.signed,
@@ -428,6 +436,12 @@ pub async fn decide_sharing(
             })
             .collect(),
         monitor_action,
+        unreadable_documents: unreadable.len(),
+        unreadable_examples: unreadable
+            .iter()
+            .take(UNREADABLE_EXAMPLES)
+            .map(|(f, reason)| format!("{}: {reason}", rules::attachments::long_path(f)))
+            .collect(),
     };
     Decision { verdict, facts }
 }

@@ -30,8 +30,8 @@ use congvu_milter::inspect::archive::{
 use congvu_milter::inspect::budget::Budget;
 use congvu_milter::inspect::file::inspect_file as inspect_one;
 use congvu_milter::inspect::{
-    ArchiveKind, binhex, cms, document, filetype, html, inspect_message, names, pdf, rtf, tnef,
-    uuencode,
+    ArchiveKind, FileKind, binhex, cms, document, filetype, html, inspect_message, names, pdf, rtf,
+    text, tnef, uuencode,
 };
 use congvu_milter::message::{Connection, Message};
 use congvu_milter::milter::budget::MemoryBudget;
@@ -432,6 +432,45 @@ pub fn carrier_binhex(data: &[u8]) {
     open_with(data, binhex::open);
 }
 
+/// Office documents read for classification stamps: OOXML and OpenDocument
+/// (the zip entries with the text, their markup, the font tables).
+pub fn text_office(data: &[u8]) {
+    let mut b = budget();
+    let kind = match data.first().map(|b| b % 4) {
+        Some(0) => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        Some(1) => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some(2) => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        _ => "application/vnd.oasis.opendocument.text",
+    };
+    guarded_region(|| {
+        let _ = text::read_document(None, &FileKind::Document(kind), data, &mut b);
+        // The markup reader on its own, with the HTML vocabulary.
+        let mut finder = text::stamp::StampFinder::default();
+        let _ = text::markup::feed(data, &text::markup::HTML, &mut finder, &b);
+    });
+}
+
+/// A PDF's text layer read for stamps (content streams, text operators, CMaps).
+pub fn text_pdf(data: &[u8]) {
+    let mut b = budget();
+    guarded_region(|| {
+        let _ = text::pdf::read(data, &mut b);
+    });
+}
+
+/// RTF text read for stamps, and plain text, Subjects and legacy encodings.
+pub fn text_rtf(data: &[u8]) {
+    let mut b = budget();
+    guarded_region(|| {
+        let _ = text::rtf::read(data, &mut b);
+        let _ = text::plain_text(data, &mut b);
+        let lossy = String::from_utf8_lossy(data);
+        let _ = text::stamp::subject_stamp(&lossy);
+        let _ = text::legacy::decode_tcvn3(&lossy, true);
+        let _ = text::legacy::decode_vni(&lossy);
+    });
+}
+
 pub fn uuencode(data: &[u8]) {
     let found = uuencode::find_uuencoded(data, 100);
     for f in &found {
@@ -573,6 +612,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("carrier_rtf", carrier_rtf),
     ("carrier_html", carrier_html),
     ("carrier_binhex", carrier_binhex),
+    ("text_office", text_office),
+    ("text_pdf", text_pdf),
+    ("text_rtf", text_rtf),
     ("policy_toml", policy_toml),
     ("forwarding", forwarding),
 ];

@@ -42,6 +42,9 @@ pub struct Budget {
     /// Where held memory is charged; `None` charges nothing (the offline `scan`,
     /// tests): memory is then bounded by the other limits alone.
     memory: Option<Arc<MemoryAccount>>,
+    /// Document text (markup, PDF content streams) still to be read for
+    /// classification stamps in this message (src/inspect/text/).
+    pub(crate) text_left: u64,
 }
 
 impl Budget {
@@ -69,6 +72,7 @@ impl Budget {
             ancestors: Vec::new(),
             bomb: None,
             memory: None,
+            text_left: crate::inspect::text::MAX_MESSAGE_TEXT,
         }
     }
 

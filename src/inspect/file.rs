@@ -84,9 +84,12 @@ pub fn inspect_file(
             signature: None,
             macros: false,
             sha256: Some(digest),
+            text: None,
         },
         budget,
     );
+    let text = super::text::read_document(name, &out[index].kind, data, budget);
+    out[index].text = text;
     let Some(format) = container else {
         return;
     };
@@ -146,6 +149,12 @@ pub fn inspect_file(
                 None,
             ),
         };
+        let text = match entry.data {
+            Some(prefix) if !entry.encrypted => {
+                super::text::partial_document(Some(&entry_name), &kind, prefix, budget)
+            }
+            _ => None,
+        };
         record(
             out,
             FileFacts {
@@ -158,6 +167,7 @@ pub fn inspect_file(
                 signature: None,
                 macros: false,
                 sha256,
+                text,
             },
             budget,
         );

@@ -52,6 +52,7 @@ use super::budget::{Budget, MemoryAccount};
 use super::file::{inspect_file, record};
 use super::filetype::classify;
 use super::names::{ContentField, display_name, parse_content_field_only};
+use super::text;
 use super::transfer::{decode_base64, decode_quoted_printable};
 use super::{
     FileFacts, FileKind, Inspection, ScanPart, Signature, binhex, saved_message, tnef, uuencode,
@@ -459,6 +460,7 @@ impl<'l> Walker<'l> {
                 // once per level (its attachments are hashed all the same).
                 sha256: (item.msg_depth == 0)
                     .then(|| Sha256::digest(&src.as_slice()[range.clone()]).into()),
+                text: None,
             },
             &mut self.budget,
         );
@@ -578,6 +580,21 @@ impl<'l> Walker<'l> {
             // The body text of an attached message: part of an attachment.
             let data = keep(self);
             self.scan_part(label(), data);
+        }
+        if !is_file {
+            let charset = headers
+                .content_type
+                .as_ref()
+                .and_then(|ct| ct.param("charset"));
+            let html = ctype == "text/html";
+            if let Some(stamp) = text::body_stamp(data, html, charset, &mut self.budget) {
+                let place = if item.path.is_empty() {
+                    "body".to_owned()
+                } else {
+                    format!("{} (body)", path_label(&item.path))
+                };
+                self.out.body_stamps.push((place, stamp));
+            }
         }
 
         if is_text {

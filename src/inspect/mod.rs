@@ -22,6 +22,7 @@ pub mod names;
 pub mod pdf;
 pub mod rtf;
 pub mod saved_message;
+pub mod text;
 pub mod tnef;
 pub mod transfer;
 pub mod uuencode;
@@ -116,6 +117,9 @@ pub struct FileFacts {
     /// SHA-256 of the decoded bytes (what `sha256sum` gives for the saved file);
     /// `None` when not all of them were read (encrypted, cut by a limit, only listed).
     pub sha256: Option<[u8; 32]>,
+    /// For a document (text, HTML, office, RTF, PDF): the classification stamp
+    /// its text carries, or why its text cannot be read (src/inspect/text/).
+    pub text: Option<text::DocumentText>,
 }
 
 /// How a document is digitally signed (Điều 4 khoản 8 encourages it): the
@@ -207,6 +211,10 @@ pub struct Inspection {
     /// Why the message could not be inspected completely (a limit was hit); each
     /// makes the message uninspectable.
     pub problems: Vec<String>,
+    /// Classification stamps in the body text (plain or HTML) of the message or
+    /// of an attached message: where (`body`, or the attached message's path)
+    /// and which stamp. Attachments' stamps are in `files[..].text`.
+    pub body_stamps: Vec<(String, &'static str)>,
 }
 
 impl Inspection {

@@ -233,14 +233,14 @@ fn read_object_stream(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Filter {
+pub(crate) enum Filter {
     Flate,
     AsciiHex,
 }
 
 /// The stream's filters, in order; Err names one that is not decoded here (or
 /// a predictor).
-fn filters(dict: &[u8]) -> Result<Vec<Filter>, String> {
+pub(crate) fn filters(dict: &[u8]) -> Result<Vec<Filter>, String> {
     let mut out = Vec::new();
     let Some(value) = key_value(dict, b"/Filter") else {
         return Ok(out);
@@ -340,6 +340,11 @@ fn string_value(dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
 
 /// A literal string `( ... )` at the start of `text`, its escapes decoded.
 fn literal_string(text: &[u8]) -> Vec<u8> {
+    literal_string_and_length(text).0
+}
+
+/// [`literal_string`], and how many bytes of `text` it took.
+pub(crate) fn literal_string_and_length(text: &[u8]) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut i = 0;
@@ -396,7 +401,7 @@ fn literal_string(text: &[u8]) -> Vec<u8> {
         }
         out.push(c);
     }
-    out
+    (out, i)
 }
 
 /// A PDF text string: UTF-16BE after a byte order mark, UTF-8 after its mark,
@@ -417,7 +422,7 @@ fn text_string(raw: &[u8]) -> String {
 
 /// The raw value after `key`, up to the next key or the end of the dictionary
 /// (enough for names, numbers, arrays of names and a small dictionary).
-fn key_value<'d>(dict: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
+pub(crate) fn key_value<'d>(dict: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
     let at = find_key(dict, key)? + key.len();
     let rest = dict[at..].trim_ascii_start();
     let end = if rest.starts_with(b"<<") {
@@ -436,7 +441,7 @@ fn key_value<'d>(dict: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
 }
 
 /// True when `dict` has `key` whose value is the name `value`.
-fn has_name_value(dict: &[u8], key: &[u8], value: &[u8]) -> bool {
+pub(crate) fn has_name_value(dict: &[u8], key: &[u8], value: &[u8]) -> bool {
     let mut from = 0;
     while let Some(at) = find_key(&dict[from..], key) {
         from += at + key.len();
@@ -449,7 +454,7 @@ fn has_name_value(dict: &[u8], key: &[u8], value: &[u8]) -> bool {
     false
 }
 
-fn has_key(text: &[u8], key: &[u8]) -> bool {
+pub(crate) fn has_key(text: &[u8], key: &[u8]) -> bool {
     find_key(text, key).is_some()
 }
 
@@ -475,7 +480,7 @@ fn is_regular(b: u8) -> bool {
 }
 
 /// `/Embedded#46ile` is `/EmbeddedFile`: names with `#xx` escapes, decoded.
-fn normalize_names(dict: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn normalize_names(dict: &[u8]) -> Cow<'_, [u8]> {
     if memchr::memchr(b'#', dict).is_none() {
         return Cow::Borrowed(dict);
     }
@@ -580,10 +585,10 @@ fn dict_end_before(text: &[u8], start: usize, limit: usize) -> Option<usize> {
 }
 
 /// An object's number, its dictionary, and its stream if it has one.
-type RawObject<'a> = (u32, &'a [u8], Option<&'a [u8]>);
+pub(crate) type RawObject<'a> = (u32, &'a [u8], Option<&'a [u8]>);
 
 /// One pass over the file: each `N G obj` with a dictionary, and its stream.
-struct Scanner<'a> {
+pub(crate) struct Scanner<'a> {
     data: &'a [u8],
     pos: usize,
     /// The next `endstream` at or after `endstream_from`, found once and reused
@@ -594,11 +599,11 @@ struct Scanner<'a> {
     /// Bytes read looking for the ends of dictionaries.
     dict_work: usize,
     /// Set when that passed [`MAX_DICT_WORK`] times the file: the scan ends.
-    too_damaged: bool,
+    pub(crate) too_damaged: bool,
 }
 
 impl<'a> Scanner<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Scanner {
             data,
             pos: 0,
@@ -611,7 +616,7 @@ impl<'a> Scanner<'a> {
 
     /// The trailer dictionaries (classic and cross-reference stream ones both
     /// follow the last object): where `/Encrypt` is.
-    fn trailers(&self) -> &'a [u8] {
+    pub(crate) fn trailers(&self) -> &'a [u8] {
         let d = self.data;
         match memchr::memmem::rfind(d, b"trailer") {
             Some(at) => &d[at..],
@@ -621,7 +626,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn next_object(&mut self) -> Option<RawObject<'a>> {
+    pub(crate) fn next_object(&mut self) -> Option<RawObject<'a>> {
         let d = self.data;
         let finder = memchr::memmem::Finder::new(b"obj");
         while let Some(at) = finder.find(&d[self.pos..]) {

@@ -468,7 +468,7 @@ fn kind_name(kind: &FileKind) -> String {
 
 /// For the reply: the name, or the path inside archives and attached messages
 /// joined with " > ", shortened to its first and last steps.
-pub(super) fn short_path(f: &FileFacts) -> String {
+pub(crate) fn short_path(f: &FileFacts) -> String {
     let parts: Vec<String> = f.path.iter().map(|p| display_name(p, 60)).collect();
     match parts.len() {
         0 => f
@@ -481,7 +481,7 @@ pub(super) fn short_path(f: &FileFacts) -> String {
 }
 
 /// For the log: every step, quoted: `"ho so.zip" → "setup.exe"`.
-pub(super) fn long_path(f: &FileFacts) -> String {
+pub(crate) fn long_path(f: &FileFacts) -> String {
     if f.path.is_empty() {
         return format!(
             "\"{}\"",
@@ -511,6 +511,7 @@ mod tests {
             uninspectable: None,
             signature: None,
             macros: false,
+            text: None,
         }
     }
 

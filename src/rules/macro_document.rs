@@ -63,6 +63,7 @@ mod tests {
             signature: None,
             macros,
             sha256: None,
+            text: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod attachments;
 pub mod budget;
+pub mod classified;
 pub mod forwarding;
 pub mod macro_document;
 pub mod message_limits;
@@ -41,6 +42,7 @@ pub const REGISTRY: &[Detector] = &[
     attachments::DETECTOR,
     size::DETECTOR,
     forwarding::DETECTOR,
+    classified::DETECTOR,
     virus::DETECTOR,
     macro_document::DETECTOR,
     budget::DETECTOR,

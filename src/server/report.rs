@@ -13,6 +13,7 @@ use crate::metrics::metrics;
 use crate::pipeline::Facts;
 use crate::policy::Policy;
 use crate::rules::budget::MEMORY_BUDGET;
+use crate::rules::classified::CLASSIFIED;
 use crate::rules::forwarding::FORWARDING;
 use crate::verdict::Verdict;
 
@@ -95,6 +96,8 @@ fn count(msg: &Message, verdict: &Verdict, facts: Option<&Facts>, stage: Stage, 
     let Some(facts) = facts else {
         return;
     };
+    m.documents_unreadable
+        .inc_by(facts.unreadable_documents as u64);
     for file in &facts.files {
         m.attachments.with_label_values(&[file.kind]).inc();
         if file.in_archive {
@@ -146,6 +149,15 @@ fn log_line(
                 "forwarding signal fired"
             );
         }
+    }
+    if let Some(f) = facts.filter(|f| f.unreadable_documents > 0) {
+        tracing::info!(
+            queue_id = %id,
+            rule = CLASSIFIED.name,
+            count = f.unreadable_documents,
+            documents = %for_log(&f.unreadable_examples.join("; ")),
+            "documents not read for classification stamps"
+        );
     }
     let client = msg.connection.client();
     // A rule that fired on several files is one rule of this message.

@@ -56,6 +56,8 @@ PACKAGES_AND_FILES=(
     "macutils /usr/bin/binhex" # BinHex 4.0 (fixtures/carriers/make-carriers.sh)
     "openssl /usr/bin/openssl" # S/MIME fixtures (fixtures/messages/make-sealed.sh)
     "gpg /usr/bin/gpg"         # PGP/MIME fixture (fixtures/messages/make-sealed.sh)
+    "libreoffice-common /usr/bin/soffice"                           # the regulation as docx and PDF (tests/inspect_classified.rs)
+    "libreoffice-writer-nogui /usr/lib/libreoffice/program/libswlo.so" # ... its Writer: docx import and export, PDF export
     "gcc /usr/bin/gcc"
     "libc6-dev" # cargo links with cc; zstd-sys compiles C
     "libarchive-dev /usr/include/archive.h" # the program links libarchive (cab, iso, rar, ...)

@@ -181,6 +181,7 @@ impl Walker<'_> {
                 signature: None,
                 macros: false,
                 sha256: None,
+                text: None,
             },
             &mut self.budget,
         );
