@@ -2,7 +2,8 @@
 //! document bound for a mailbox outside the state network lands in Postfix's
 //! hold queue (the rule's default action, `postqueue -j` shows it held); the
 //! same message between state mailboxes, and the false-positive document to
-//! anyone, are delivered.
+//! anyone, are delivered. `congvu-milter quarantine list` names the rule and
+//! the document of the held message.
 
 use std::path::Path;
 use std::process::Command;
@@ -91,5 +92,35 @@ fn stamped_document_to_an_outside_mailbox_is_held() {
         "{}",
         postfix.failure_report("two deliveries")
     );
-    assert_eq!(postfix.queue_ids("hold"), [qid]);
+    assert_eq!(postfix.queue_ids("hold"), std::slice::from_ref(&qid));
+
+    // The operator finds it with the rule and the document that carries the stamp.
+    let list = Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
+        .args(["quarantine", "list", "--json", "--config"])
+        .arg(&daemon.policy_path)
+        .arg("--postfix-config")
+        .arg(postfix.dir())
+        .output()
+        .expect("congvu-milter quarantine list runs");
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "quarantine list: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let held: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(held.len(), 1, "{stdout}");
+    assert_eq!(held[0]["queue_id"], qid.as_str(), "{stdout}");
+    assert_eq!(held[0]["rule"], "classified", "{stdout}");
+    assert_eq!(held[0]["article"], "Dieu 15 khoan 2", "{stdout}");
+    assert!(
+        held[0]["file"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ke-hoach.pdf"),
+        "{stdout}"
+    );
 }
