@@ -470,6 +470,64 @@ mod tests {
         assert_eq!(line, expected);
     }
 
+    /// The writer's record is what `report` and `trace` read (src/audit/record.rs):
+    /// the two sides of schema 1 agree field by field, monitor mode and signed
+    /// documents included.
+    #[test]
+    fn the_reader_parses_what_the_writer_writes() {
+        use crate::audit::record::{self, Line};
+        use crate::inspect::SignatureFormat;
+        use crate::pipeline::SignedDocumentFact;
+        // Delivered with a reason recorded: the record's action is "tag".
+        let mut verdict = Verdict::accept();
+        verdict.reasons.push(Reason {
+            rule: "executable".into(),
+            article: "Điều 4 khoản 7".into(),
+            detail: "ignored".into(),
+            path: vec!["a \"quoted\"\nname.exe".into()],
+        });
+        let facts = Facts {
+            files: vec![file(&["signed.pdf"], Some([0x01; 32]))],
+            signed_documents: vec![SignedDocumentFact {
+                path: vec!["signed.pdf".into()],
+                format: SignatureFormat::Pdf,
+            }],
+            monitor_action: Some(Action::Reject),
+            ..Facts::default()
+        };
+        let line = AuditRecord::new(
+            &message(),
+            &verdict,
+            Some(&facts),
+            &Policy::default(),
+            "mail",
+            UNIX_EPOCH + Duration::from_millis(1_796_526_828_123),
+        )
+        .to_line();
+        let Line::Record(parsed) = record::parse_line(line.trim_end().as_bytes()) else {
+            panic!("the reader does not take the writer's record: {line}");
+        };
+        assert_eq!(parsed.audit, record::SCHEMA_VERSION);
+        assert_eq!(parsed.time, "2026-12-06T03:13:48.123Z");
+        assert_eq!(parsed.queue_id.as_deref(), Some("8AFD2B6042"));
+        assert_eq!(
+            parsed.message_id.as_deref(),
+            Some("<abc.123@bacgiang.gov.vn>")
+        );
+        assert_eq!(parsed.sasl_login.as_deref(), Some("ngocnt_stttt"));
+        assert_eq!(parsed.instance.as_deref(), Some("inbound"));
+        assert_eq!(parsed.recipients.len(), 2);
+        assert!(parsed.recipients[1].local && !parsed.recipients[0].local);
+        assert_eq!(parsed.direction, record::Direction::Outgoing);
+        assert_eq!(parsed.action, record::Action::Tag);
+        assert_eq!(parsed.monitor_action, Some(record::Action::Reject));
+        assert_eq!(parsed.violations[0].path, ["a \"quoted\"\nname.exe"]);
+        assert_eq!(parsed.files[0].sha256.as_deref(), Some(&*"01".repeat(32)));
+        assert_eq!(parsed.signed_documents.len(), 1);
+        assert_eq!(parsed.signed_documents[0].path, ["signed.pdf"]);
+        assert_eq!(parsed.signed_documents[0].format, "pdf");
+    }
+
     #[test]
     fn a_message_refused_early_has_nulls_not_missing_fields() {
         let msg = Message {
