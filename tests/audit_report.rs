@@ -11,7 +11,7 @@ fn fixture(name: &str) -> String {
     format!("{FIXTURES}{name}")
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_congvu-milter"))
         .args(args)
         .output()
@@ -31,7 +31,7 @@ fn report_on_both_hosts(extra: &[&str]) -> Output {
     run(&args)
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "{}",

@@ -18,6 +18,7 @@ mod audit_log;
 mod audit_report;
 mod clamd_scan;
 mod daemon;
+mod e2e_audit_report;
 mod e2e_classified;
 mod e2e_forwarding;
 mod e2e_metrics;

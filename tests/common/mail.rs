@@ -52,9 +52,21 @@ pub fn with_attachment(
     content_type: &str,
     data: &[u8],
 ) -> Vec<u8> {
+    let id = format!("test-{}@example.org", data.len());
+    with_attachment_and_id(from, to, &id, name, content_type, data)
+}
+
+/// [`with_attachment`] with the Message-ID `<id>`.
+pub fn with_attachment_and_id(
+    from: &str,
+    to: &str,
+    id: &str,
+    name: &str,
+    content_type: &str,
+    data: &[u8],
+) -> Vec<u8> {
     let mut m = crlf(&format!(
-        "From: {from}\nTo: {to}\nSubject: ho so\nMessage-ID: <test-{len}@example.org>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XyZ\"\n\n--XyZ\nContent-Type: text/plain; charset=utf-8\n\nXem tep dinh kem.\n--XyZ\nContent-Type: {content_type}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding: base64\n\n",
-        len = data.len()
+        "From: {from}\nTo: {to}\nSubject: ho so\nMessage-ID: <{id}>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XyZ\"\n\n--XyZ\nContent-Type: text/plain; charset=utf-8\n\nXem tep dinh kem.\n--XyZ\nContent-Type: {content_type}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding: base64\n\n"
     ));
     m.extend_from_slice(&base64_lines(data));
     m.extend_from_slice(b"--XyZ--\r\n");
