@@ -35,10 +35,7 @@ const CANDIDATES_PER_CLOCK_CHECK: usize = 64;
 /// first text is a tag, and the first KiB holds one of the tags a page has.
 pub fn is_html(name: Option<&str>, data: &[u8]) -> bool {
     let by_name = name.is_some_and(|n| {
-        let n = n.trim_end_matches(['.', ' ']).to_ascii_lowercase();
-        [".htm", ".html", ".xhtml", ".shtml", ".svg"]
-            .iter()
-            .any(|e| n.ends_with(e))
+        super::names::ends_with_any(n, &[".htm", ".html", ".xhtml", ".shtml", ".svg"])
     });
     if by_name {
         return true;

@@ -712,9 +712,29 @@ pub fn display_name(name: &str, max: usize) -> String {
     out
 }
 
+/// Whether `name` ends with one of `suffixes` (lower-case, such as `".html"`),
+/// ignoring ASCII case and trailing dots and spaces (which Windows drops).
+pub fn ends_with_any(name: &str, suffixes: &[&str]) -> bool {
+    let name = name.trim_end_matches(['.', ' ']).as_bytes();
+    suffixes.iter().any(|suffix| {
+        name.len() >= suffix.len()
+            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suffixes_match_ignoring_case_and_trailing_dots() {
+        let html = [".htm", ".html"];
+        assert!(ends_with_any("Trang.HTML", &html));
+        assert!(ends_with_any("trang.htm. .", &html));
+        assert!(!ends_with_any("trang.html.exe", &html));
+        assert!(!ends_with_any("htm", &html));
+        assert!(!ends_with_any("", &html));
+    }
     use std::cell::Cell;
 
     thread_local! {

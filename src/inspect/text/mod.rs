@@ -80,6 +80,8 @@ fn read(
             "legacy binary Office document ({doc}): its text is not read"
         ))),
         FileKind::Document(doc) => office::family(doc).and_then(|f| office::read(f, data, budget)),
+        // Zero bytes carry no text.
+        FileKind::Other(_) if data.is_empty() => None,
         FileKind::Other(mime) => {
             if super::pdf::is_pdf(data) {
                 pdf::read(data, budget)
@@ -207,10 +209,7 @@ pub(crate) fn refund(budget: &mut Budget, unread: usize) {
 /// free of NUL bytes.
 fn is_plain_text(name: Option<&str>, mime: &str, data: &[u8]) -> bool {
     let named_text = name.is_some_and(|n| {
-        let n = n.to_ascii_lowercase();
-        [".txt", ".text", ".csv", ".log", ".md"]
-            .iter()
-            .any(|e| n.ends_with(e))
+        crate::inspect::names::ends_with_any(n, &[".txt", ".text", ".csv", ".log", ".md"])
     });
     let untyped = mime == "application/octet-stream" || mime.starts_with("text/");
     let head = &data[..data.len().min(4096)];
