@@ -45,12 +45,12 @@ fn report_csv_by_agency_merges_the_two_hosts_and_counts_bad_lines() {
     let out = report_on_both_hosts(&["--by", "agency", "--format", "csv", "--repeat", "2"]);
     assert_eq!(
         stdout(&out),
-        "agency,messages,accepted,refused,quarantined,tempfailed,would_refuse,\
+        "agency,messages,accepted,refused,quarantined,tempfailed,would_refuse,documents,signed_documents,signed_share,\
          refused_attachment_size,refused_clamav_unavailable,refused_executable,refused_forwarding,refused_virus,repeat_mailboxes\n\
-         (khong ro),2,2,0,0,0,0,0,0,0,0,0,\n\
-         baodai_lucnam,1,0,1,0,0,0,0,0,0,0,1,\n\
-         sonv,5,2,1,1,1,1,0,0,0,0,1,\n\
-         stttt,7,3,4,0,0,0,0,0,3,1,0,ngocnt_stttt@bacgiang.gov.vn\n"
+         (khong ro),2,2,0,0,0,0,0,0,,0,0,0,0,0,\n\
+         baodai_lucnam,1,0,1,0,0,0,0,0,,0,0,0,0,1,\n\
+         sonv,5,2,1,1,1,1,2,1,50.0,0,0,0,0,1,\n\
+         stttt,7,3,4,0,0,0,5,1,20.0,0,0,3,1,0,ngocnt_stttt@bacgiang.gov.vn\n"
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 lines skipped: not audit records"), "{err}");
@@ -105,7 +105,7 @@ fn gzip_on_stdin_is_read_by_content() {
         .unwrap();
     let csv = stdout(&out);
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    assert!(csv.contains("\n2026-01-10,2,1,1,0,0,1,1,0\n"), "{csv}");
+    assert!(csv.contains("\n2026-01-10,2,1,1,0,0,1,0,0,,1,0\n"), "{csv}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("6 records read"), "{err}");
 }
@@ -129,6 +129,18 @@ fn report_text_is_a_vietnamese_summary() {
     );
     assert!(
         text.contains("- ngocnt_stttt@bacgiang.gov.vn: 4 lần"),
+        "{text}"
+    );
+    // Outgoing only, the message logged by both hosts once, the signed docx inside
+    // a zip counted: 2 of the 7 documents.
+    assert!(
+        text.contains("- Văn bản điện tử gửi đi có chữ ký số: 2/7 (28,6%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "tạm hoãn 1; sẽ bị từ chối (giám sát) 1; văn bản có chữ ký số 1/2 (50,0%).\n"
+        ),
         "{text}"
     );
 }

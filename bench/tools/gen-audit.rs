@@ -3,14 +3,16 @@
 //! the order of a year of Bac Giang's official mail). Records are schema 1, written
 //! with the daemon's own record struct: 2,000 agencies of 10 mailboxes each,
 //! two-thirds outgoing, one attachment in three (half of them in a zip), 3% refused,
-//! 1% quarantined, 1% tempfailed; one outgoing message in four is logged again by
+//! 1% quarantined, 1% tempfailed; a quarter of the documents signed (by their
+//! hash, so the other fields are those of earlier runs); one outgoing message in four is logged again by
 //! the outbound hop a few hundred milliseconds later, as two hosts' logs interleave.
 
 use std::borrow::Cow;
 use std::io::{self, BufWriter, Write};
 
 use congvu_milter::audit::record::{
-    Action, AuditRecord, Direction, FileEntry, Recipient, SCHEMA_VERSION, ViolationEntry,
+    Action, AuditRecord, Direction, FileEntry, Recipient, SCHEMA_VERSION, SignedDocument,
+    ViolationEntry,
 };
 
 /// xorshift64*: reproducible without a dependency.
@@ -104,6 +106,7 @@ fn main() -> io::Result<()> {
             _ => (Action::Accept, None),
         };
         let mut files = Vec::new();
+        let mut signed_documents = Vec::new();
         if rng.below(3) == 0 {
             let (name, kind) = FILES[rng.below(4) as usize];
             let zipped = rng.below(2) == 0;
@@ -120,11 +123,27 @@ fn main() -> io::Result<()> {
             } else {
                 vec![name.into()]
             };
+            // In the order of earlier runs' draws: size, then hash.
+            let size = 10_000 + rng.below(1_000_000);
+            let sha256 = hex(&mut rng);
+            let format = match kind {
+                "application/pdf" => Some("pdf"),
+                "image/jpeg" => None,
+                _ => Some("ooxml"),
+            };
+            if let Some(format) = format
+                && sha256.as_bytes()[0] < b'4'
+            {
+                signed_documents.push(SignedDocument {
+                    path: path.clone(),
+                    format: format.into(),
+                });
+            }
             files.push(FileEntry {
                 path,
-                size: 10_000 + rng.below(1_000_000),
+                size,
                 file_type: kind.into(),
-                sha256: Some(hex(&mut rng).into()),
+                sha256: Some(sha256.into()),
             });
         }
         let queue = format!("{:010X}", rng.below(1 << 40));
@@ -166,7 +185,7 @@ fn main() -> io::Result<()> {
                 .collect(),
             files,
             files_omitted: 0,
-            signed_documents: vec![],
+            signed_documents,
         };
         serde_json::to_writer(&mut out, &record)?;
         out.write_all(b"\n")?;

@@ -5,12 +5,15 @@
 //! comes. What grows with the input is the group table (one row per agency,
 //! mailbox, article, rule or day) and the duplicate table: for every counted
 //! message with a Message-ID, a 64-bit hash of (Message-ID, sender, recipient set)
-//! and 16 bytes of what it was counted as, 24 bytes before the hash table's
-//! slack and growth: 25–75 bytes per message (311 MB peak RSS for 4.3 million
-//! messages in bench/report.sh; about 2.5 GB at worst for 50 million). Two
+//! and 16 bytes of what it was counted as (action, day, rules, document counts),
+//! 24 bytes before the hash table's slack and growth: 25–75 bytes per message
+//! (311 MB peak RSS for 4.3 million messages in bench/report.sh; about 2.5 GB at
+//! worst for 50 million). Two
 //! messages whose hashes collide (odds about n²/2⁶⁵) would be merged. A duplicate (the submission host and the outbound
 //! hop logging the same message) is counted once: when the later record is more
-//! severe, the earlier counting is taken back and the later one counted instead.
+//! severe, the earlier counting (documents included) is taken back and the later
+//! one counted instead, so a message's documents count once, from the copy that
+//! counts.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -49,7 +52,7 @@ fn group_keys<'a>(
         GroupBy::Article => bits(counted.rules)
             .map(|i| Cow::Borrowed(&*rules[i].1))
             .collect(),
-        GroupBy::Day => vec![Cow::Owned(counted.day.iso())],
+        GroupBy::Day => vec![Cow::Owned(counted.day().iso())],
     };
     if keys.len() > 1 {
         keys.sort_unstable();
@@ -218,19 +221,63 @@ const NO_VIOLATION: &str = "(khong vi pham)";
 /// Distinct rule names beyond this share the last one's column, `refused_other`.
 const MAX_RULES: usize = 64;
 
-/// What one message was counted as: kept per Message-ID to merge duplicates.
+/// What one message was counted as: kept per Message-ID to merge duplicates, in
+/// 16 bytes (the duplicate table holds one per message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counted {
-    action: Action,
-    monitor_action: Option<Action>,
-    day: Day,
     /// Bit i: the message violated rule i of [`Report::rules`].
     rules: u64,
+    /// The day in the low 24 bits, two's complement (years 0000–9999 need 23);
+    /// the action's index in [`Action::ALL`] in bits 24–26; the monitor action's
+    /// index plus one (0: none) in bits 27–29.
+    day_and_actions: u32,
+    /// Outgoing messages only: document files, and those of them signed.
+    documents: u16,
+    signed_documents: u16,
 }
 
+const _: () = assert!(std::mem::size_of::<Counted>() == 16);
+
+const DAY_BITS: u32 = 24;
+
 impl Counted {
+    fn new(
+        action: Action,
+        monitor_action: Option<Action>,
+        day: Day,
+        rules: u64,
+        (documents, signed_documents): (u16, u16),
+    ) -> Self {
+        let day_bits = (day.0 as u32) & ((1 << DAY_BITS) - 1);
+        let monitor_bits = monitor_action.map_or(0, |a| a as u32 + 1);
+        Counted {
+            rules,
+            day_and_actions: day_bits
+                | (action as u32) << DAY_BITS
+                | monitor_bits << (DAY_BITS + 3),
+            documents,
+            signed_documents,
+        }
+    }
+
+    fn action(&self) -> Action {
+        Action::ALL[(self.day_and_actions >> DAY_BITS & 7) as usize]
+    }
+
+    fn monitor_action(&self) -> Option<Action> {
+        match self.day_and_actions >> (DAY_BITS + 3) & 7 {
+            0 => None,
+            i => Some(Action::ALL[i as usize - 1]),
+        }
+    }
+
+    fn day(&self) -> Day {
+        let shift = 32 - DAY_BITS;
+        Day(((self.day_and_actions << shift) as i32) >> shift)
+    }
+
     fn severity(&self) -> (Action, Option<Action>) {
-        (self.action, self.monitor_action)
+        (self.action(), self.monitor_action())
     }
 }
 
@@ -243,6 +290,10 @@ pub struct Figures {
     pub quarantined: i64,
     pub tempfailed: i64,
     pub would_refuse: i64,
+    /// Documents in outgoing messages (see [`DOCUMENT_TYPES`]), and those of
+    /// them listed in the record's `signed_documents`.
+    pub documents: i64,
+    pub signed_documents: i64,
     /// Refused messages per rule, by index into [`Report::rules`].
     pub refused_by_rule: Vec<i64>,
 }
@@ -250,16 +301,18 @@ pub struct Figures {
 impl Figures {
     fn add(&mut self, c: &Counted, sign: i64) {
         self.messages += sign;
-        match c.action {
+        match c.action() {
             Action::Accept | Action::Tag => self.accepted += sign,
             Action::Reject | Action::Discard => self.refused += sign,
             Action::Quarantine => self.quarantined += sign,
             Action::Tempfail => self.tempfailed += sign,
         }
-        if c.monitor_action.is_some_and(Action::refuses) {
+        if c.monitor_action().is_some_and(Action::refuses) {
             self.would_refuse += sign;
         }
-        if c.action.refuses() {
+        self.documents += sign * i64::from(c.documents);
+        self.signed_documents += sign * i64::from(c.signed_documents);
+        if c.action().refuses() {
             for rule in bits(c.rules) {
                 if self.refused_by_rule.len() <= rule {
                     self.refused_by_rule.resize(rule + 1, 0);
@@ -272,6 +325,44 @@ impl Figures {
     fn refused_for(&self, rule: usize) -> i64 {
         self.refused_by_rule.get(rule).copied().unwrap_or(0)
     }
+}
+
+/// The detected types (the record's `files[].type`) that are documents for the
+/// signed share: PDF, OOXML, ODF text/spreadsheet/presentation, legacy Office
+/// and RTF.
+const DOCUMENT_TYPES: [&str; 11] = [
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/rtf",
+];
+
+/// The documents of an outgoing message (attachments and archive entries alike,
+/// each file entry once) and how many of them are signed: those whose path is
+/// listed in `signed_documents`. Counts past `u16::MAX` saturate (the writer
+/// lists at most 1,000 files).
+fn document_counts(record: &AuditRecord) -> (u16, u16) {
+    if record.direction != Direction::Outgoing {
+        return (0, 0);
+    }
+    let (mut documents, mut signed) = (0u16, 0u16);
+    for file in &record.files {
+        if !DOCUMENT_TYPES.contains(&&*file.file_type) {
+            continue;
+        }
+        documents = documents.saturating_add(1);
+        if record.signed_documents.iter().any(|s| s.path == file.path) {
+            signed = signed.saturating_add(1);
+        }
+    }
+    (documents, signed)
 }
 
 fn bits(mut set: u64) -> impl Iterator<Item = usize> {
@@ -396,12 +487,13 @@ impl Report {
         for v in &record.violations {
             rules |= 1 << self.rule_id(&v.rule, &v.article);
         }
-        let counted = Counted {
-            action: record.action,
-            monitor_action: record.monitor_action,
+        let counted = Counted::new(
+            record.action,
+            record.monitor_action,
             day,
             rules,
-        };
+            document_counts(record),
+        );
         if let Some(key) = message_key(record) {
             match self.seen.entry(key) {
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -426,7 +518,7 @@ impl Report {
     fn count(&mut self, record: &AuditRecord, counted: &Counted, sign: i64) {
         let keys = group_keys(self.by, &self.agencies, &self.rules, record, counted);
         let offender = (self.repeat.is_some()
-            && counted.action.refuses()
+            && counted.action().refuses()
             && record.direction == Direction::Outgoing)
             .then(|| record.sender.to_ascii_lowercase());
         for key in keys {
@@ -502,6 +594,9 @@ impl Report {
                 "quarantined",
                 "tempfailed",
                 "would_refuse",
+                "documents",
+                "signed_documents",
+                SIGNED_SHARE,
             ]
             .map(String::from),
         );
@@ -525,6 +620,7 @@ impl Report {
         for (key, f) in self.sorted_groups() {
             let mut row = vec![csv_field(key)];
             row.extend(main_columns(f).map(|(_, v)| v.to_string()));
+            row.push(signed_share(f));
             row.extend(rules.iter().map(|&i| f.refused_for(i).to_string()));
             if self.repeat.is_some() {
                 let list: Vec<&str> = self
@@ -550,6 +646,10 @@ impl Report {
             }
             for (column, v) in main_columns(f) {
                 line += &format!(",\"{column}\":{v}");
+            }
+            match tenths_of_percent(f.signed_documents, f.documents) {
+                Some(_) => line += &format!(",\"{SIGNED_SHARE}\":{}", signed_share(f)),
+                None => line += &format!(",\"{SIGNED_SHARE}\":null"),
             }
             for &i in &rules {
                 line += &format!(
@@ -641,6 +741,13 @@ impl Report {
                 number(t.would_refuse)
             )?;
         }
+        writeln!(
+            out,
+            "- Văn bản điện tử gửi đi có chữ ký số: {}/{}{}",
+            number(t.signed_documents),
+            number(t.documents),
+            percent(t.signed_documents, t.documents)
+        )?;
         writeln!(out)?;
         let heading = match self.by {
             GroupBy::Agency => "Theo cơ quan, đơn vị",
@@ -678,6 +785,14 @@ impl Report {
             if f.would_refuse > 0 {
                 line += &format!("; sẽ bị từ chối (giám sát) {}", number(f.would_refuse));
             }
+            if f.documents > 0 {
+                line += &format!(
+                    "; văn bản có chữ ký số {}/{}{}",
+                    number(f.signed_documents),
+                    number(f.documents),
+                    percent(f.signed_documents, f.documents)
+                );
+            }
             writeln!(out, "{line}.")?;
         }
         if let Some(n) = self.repeat {
@@ -695,7 +810,7 @@ impl Report {
     }
 }
 
-fn main_columns(f: &Figures) -> [(&'static str, i64); 6] {
+fn main_columns(f: &Figures) -> [(&'static str, i64); 8] {
     [
         ("messages", f.messages),
         ("accepted", f.accepted),
@@ -703,7 +818,24 @@ fn main_columns(f: &Figures) -> [(&'static str, i64); 6] {
         ("quarantined", f.quarantined),
         ("tempfailed", f.tempfailed),
         ("would_refuse", f.would_refuse),
+        ("documents", f.documents),
+        ("signed_documents", f.signed_documents),
     ]
+}
+
+/// The column after [`main_columns`]: signed documents as a share of documents.
+const SIGNED_SHARE: &str = "signed_share";
+
+/// `part` as a percentage of `whole` in tenths, rounded half up; None when
+/// `whole` is 0.
+fn tenths_of_percent(part: i64, whole: i64) -> Option<i64> {
+    (whole != 0).then(|| (part * 1000 + whole / 2) / whole)
+}
+
+/// The signed share for CSV and JSON: `12.5`, empty when there are no documents.
+fn signed_share(f: &Figures) -> String {
+    tenths_of_percent(f.signed_documents, f.documents)
+        .map_or_else(String::new, |t| format!("{}.{}", t / 10, t % 10))
 }
 
 fn csv_field(s: &str) -> String {
@@ -732,11 +864,8 @@ fn number(n: i64) -> String {
 }
 
 fn percent(part: i64, whole: i64) -> String {
-    if whole == 0 {
-        return String::new();
-    }
-    let tenths = (part * 1000 + whole / 2) / whole;
-    format!(" ({},{}%)", tenths / 10, tenths % 10)
+    tenths_of_percent(part, whole)
+        .map_or_else(String::new, |t| format!(" ({},{}%)", t / 10, t % 10))
 }
 
 /// Progress on standard error for large inputs: every [`PROGRESS_EVERY`] bytes
@@ -859,7 +988,7 @@ pub fn run(args: &ReportArgs) -> ExitCode {
 mod tests {
     use super::*;
     use crate::audit::record::tests::sample;
-    use crate::audit::record::{Recipient, ViolationEntry};
+    use crate::audit::record::{FileEntry, Recipient, SignedDocument, ViolationEntry};
 
     fn refused(message_id: Option<&str>, rule: &str) -> AuditRecord<'static> {
         let mut r = sample(message_id, Action::Reject);
@@ -874,6 +1003,14 @@ mod tests {
     fn csv(report: &Report) -> String {
         let mut out = Vec::new();
         report.write_csv(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn text(report: &Report) -> String {
+        let mut out = Vec::new();
+        report
+            .write_text(&mut out, &LineCounts::default(), 1)
+            .unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -935,8 +1072,8 @@ mod tests {
         );
         assert_eq!(
             csv(&rep),
-            "agency,messages,accepted,refused,quarantined,tempfailed,would_refuse,refused_executable\n\
-             stttt,1,0,1,0,0,0,1\n"
+            "agency,messages,accepted,refused,quarantined,tempfailed,would_refuse,documents,signed_documents,signed_share,refused_executable\n\
+             stttt,1,0,1,0,0,0,0,0,,1\n"
         );
     }
 
@@ -963,9 +1100,9 @@ mod tests {
         rep.add(&refused(Some("<n@x>"), "executable"));
         assert_eq!(
             csv(&rep),
-            "rule,messages,accepted,refused,quarantined,tempfailed,would_refuse,refused_executable,refused_virus\n\
-             executable,1,0,1,0,0,0,1,0\n\
-             virus,1,0,1,0,0,0,0,1\n"
+            "rule,messages,accepted,refused,quarantined,tempfailed,would_refuse,documents,signed_documents,signed_share,refused_executable,refused_virus\n\
+             executable,1,0,1,0,0,0,0,0,,1,0\n\
+             virus,1,0,1,0,0,0,0,0,,0,1\n"
         );
         let mut rep = report(GroupBy::Article);
         rep.add(&sample(Some("<m@x>"), Action::Tag));
@@ -973,6 +1110,123 @@ mod tests {
         let out = csv(&rep);
         assert!(out.contains("\n(khong vi pham),1,1,0,"), "{out}");
         assert!(out.contains("\nĐiều 4 khoản 7,1,0,1,"), "{out}");
+    }
+
+    /// An outgoing message with a signed PDF, an unsigned docx, a signed odt and
+    /// an unsigned xls inside a zip, and a picture.
+    fn with_documents(message_id: &str, action: Action) -> AuditRecord<'static> {
+        let mut r = sample(Some(message_id), action);
+        let file = |path: &[&'static str], file_type: &'static str| FileEntry {
+            path: path.iter().map(|p| Cow::Borrowed(*p)).collect(),
+            size: 10,
+            file_type: file_type.into(),
+            sha256: None,
+        };
+        r.files = vec![
+            file(&["ky_so.pdf"], "application/pdf"),
+            file(
+                &["ban_thao.docx"],
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ),
+            file(&["anh.jpg"], "image/jpeg"),
+            file(&["ho_so.zip"], "application/zip"),
+            file(
+                &["ho_so.zip", "to_trinh.odt"],
+                "application/vnd.oasis.opendocument.text",
+            ),
+            file(&["ho_so.zip", "bang.xls"], "application/vnd.ms-excel"),
+        ];
+        r.signed_documents = vec![
+            SignedDocument {
+                path: vec!["ky_so.pdf".into()],
+                format: "pdf".into(),
+            },
+            SignedDocument {
+                path: vec!["ho_so.zip".into(), "to_trinh.odt".into()],
+                format: "odf".into(),
+            },
+        ];
+        r
+    }
+
+    #[test]
+    fn signed_share_counts_outgoing_documents_once_per_message() {
+        let mut rep = report(GroupBy::Agency);
+        rep.add(&with_documents("<m@x>", Action::Accept));
+        // The outbound hop's copy, equally severe, then a more severe one: the
+        // documents are taken back with the earlier counting, never added twice.
+        let mut relay = with_documents("<m@x>", Action::Accept);
+        relay.host = "relay".into();
+        rep.add(&relay);
+        relay.action = Action::Quarantine;
+        rep.add(&relay);
+        // Incoming mail's documents are not the agency's outgoing documents.
+        let mut incoming = with_documents("<n@x>", Action::Accept);
+        incoming.direction = Direction::Incoming;
+        rep.add(&incoming);
+        let t = rep.total();
+        assert_eq!(
+            (t.messages, t.documents, t.signed_documents, rep.duplicates),
+            (2, 4, 2, 2)
+        );
+        // The incoming message counts under its local recipient's agency, without
+        // documents; the outgoing one once, quarantined.
+        assert_eq!(
+            csv(&rep).lines().skip(1).collect::<Vec<_>>(),
+            [
+                "baodai_lucnam,1,1,0,0,0,0,0,0,",
+                "stttt,1,0,0,1,0,0,4,2,50.0"
+            ]
+        );
+        let mut json = Vec::new();
+        rep.write_json(&mut json).unwrap();
+        let lines: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&json)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(lines[0]["signed_share"], serde_json::Value::Null);
+        assert_eq!(lines[1]["signed_share"], 50.0);
+        let text = text(&rep);
+        assert!(
+            text.contains("- Văn bản điện tử gửi đi có chữ ký số: 2/4 (50,0%)"),
+            "{text}"
+        );
+        assert!(text.contains("văn bản có chữ ký số 2/4 (50,0%)."), "{text}");
+    }
+
+    #[test]
+    fn counted_keeps_every_action_and_the_days_of_years_0000_to_9999() {
+        let days = [
+            parse_day("0000-01-01").unwrap(),
+            Day(-1),
+            Day(0),
+            parse_day("2026-12-06").unwrap(),
+            parse_day("9999-12-31").unwrap(),
+        ];
+        for day in days {
+            for action in Action::ALL {
+                for monitor in std::iter::once(None).chain(Action::ALL.map(Some)) {
+                    let c = Counted::new(action, monitor, day, 1 << 63, (1000, 999));
+                    assert_eq!(
+                        (c.day(), c.action(), c.monitor_action(), c.rules),
+                        (day, action, monitor, 1 << 63)
+                    );
+                    assert_eq!((c.documents, c.signed_documents), (1000, 999));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn signed_share_rounds_to_a_tenth_and_is_empty_without_documents() {
+        let mut f = Figures::default();
+        assert_eq!(signed_share(&f), "");
+        f.documents = 3;
+        f.signed_documents = 2;
+        assert_eq!(signed_share(&f), "66.7");
+        f.documents = 7;
+        f.signed_documents = 7;
+        assert_eq!(signed_share(&f), "100.0");
     }
 
     #[test]
@@ -1002,13 +1256,10 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("\nstttt,4,0,4,0,0,0,4,ngocnt_stttt@bacgiang.gov.vn\n"),
+            out.contains("\nstttt,4,0,4,0,0,0,0,0,,4,ngocnt_stttt@bacgiang.gov.vn\n"),
             "{out}"
         );
-        let mut text = Vec::new();
-        rep.write_text(&mut text, &LineCounts::default(), 1)
-            .unwrap();
-        let text = String::from_utf8(text).unwrap();
+        let text = text(&rep);
         assert!(
             text.contains("- ngocnt_stttt@bacgiang.gov.vn: 3 lần"),
             "{text}"
