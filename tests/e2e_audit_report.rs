@@ -247,12 +247,15 @@ fn report_and_trace_on_the_logs_of_the_submission_host_and_the_outbound_hop() {
     // like the bounce. Known limit (README "Reports"): a message whose recipients
     // split between local delivery and the outbound hop is logged with different
     // recipient sets and counted on both hosts; none is sent here.
+    // No documents among these attachments (zips of text and programs): the
+    // signed-document columns are 0, 0 and empty.
     let expected = "agency,messages,accepted,refused,quarantined,tempfailed,would_refuse,\
+                    documents,signed_documents,signed_share,\
                     refused_encrypted_archive,refused_executable,refused_forwarding\n\
-                    (khong ro),2,1,1,0,0,0,0,0,1\n\
-                    baodai_lucnam,2,1,1,0,0,0,0,1,0\n\
-                    stttt,4,3,1,0,0,0,1,0,0\n\
-                    vpubnd,1,1,0,0,0,0,0,0,0\n";
+                    (khong ro),2,1,1,0,0,0,0,0,,0,0,1\n\
+                    baodai_lucnam,2,1,1,0,0,0,0,0,,0,1,0\n\
+                    stttt,4,3,1,0,0,0,0,0,,1,0,0\n\
+                    vpubnd,1,1,0,0,0,0,0,0,,0,0,0\n";
     let clean_run = report();
     assert_eq!(stdout(&clean_run), expected);
     let err = String::from_utf8_lossy(&clean_run.stderr);
