@@ -1214,6 +1214,23 @@ fn reply_code_text(reply: &Reply) -> &str {
     }
 }
 
+/// After a refusal at an early step, the rest of the message (end of headers, a
+/// large body chunk, end of message) gets the same refusal and nothing more is
+/// buffered.
+async fn rest_of_message_is_refused(
+    client: &mut MilterClient<DuplexStream>,
+    budget: &MemoryBudget,
+    refused: &Reply,
+) {
+    assert_eq!(client.eoh().await.unwrap(), Some(refused.clone()));
+    assert_eq!(
+        client.body_chunk(&[b'x'; 60_000]).await.unwrap(),
+        Some(refused.clone())
+    );
+    assert_eq!(budget.used(), 0, "nothing more was buffered");
+    assert_eq!(client.eom().await.unwrap().reply, *refused);
+}
+
 #[tokio::test]
 async fn too_many_recipients_refuse_the_message_and_keep_nothing_more() {
     let filter = TestFilter::new();
@@ -1288,13 +1305,7 @@ async fn too_many_recipients_refuse_the_message_and_keep_nothing_more() {
         h.client.header("Subject", "x").await.unwrap(),
         Some(refused.clone())
     );
-    assert_eq!(h.client.eoh().await.unwrap(), Some(refused.clone()));
-    assert_eq!(
-        h.client.body_chunk(&[b'x'; 60_000]).await.unwrap(),
-        Some(refused.clone())
-    );
-    assert_eq!(budget.used(), 0, "nothing more was buffered");
-    assert_eq!(h.client.eom().await.unwrap().reply, refused);
+    rest_of_message_is_refused(&mut h.client, &budget, &refused).await;
     assert_eq!(filter.decided().len(), 1, "only the message of three");
 }
 
@@ -1351,13 +1362,7 @@ async fn too_many_headers_refuse_the_message_and_keep_nothing_more() {
             Some(refused.clone())
         );
     }
-    assert_eq!(h.client.eoh().await.unwrap(), Some(refused.clone()));
-    assert_eq!(
-        h.client.body_chunk(&[b'x'; 60_000]).await.unwrap(),
-        Some(refused.clone())
-    );
-    assert_eq!(budget.used(), 0, "nothing more was buffered");
-    assert_eq!(h.client.eom().await.unwrap().reply, refused);
+    rest_of_message_is_refused(&mut h.client, &budget, &refused).await;
 }
 
 /// MAIL, one RCPT and DATA under an offer that wants a reply at every step.
