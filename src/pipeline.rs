@@ -171,7 +171,10 @@ fn memory_account(msg: &Message, pool: &Arc<MemoryBudget>) -> Arc<MemoryAccount>
 /// multi-threaded runtime it tells tokio to move other tasks off this thread
 /// meanwhile.
 fn inspect(msg: &Message, policy: &Policy, memory: Option<Arc<MemoryAccount>>) -> Inspection {
-    let run = || crate::inspect::mime::inspect_message_within(&msg.raw, &policy.limits, memory);
+    let read_stamps = crate::rules::classified::reaches_outside_the_state(msg, policy);
+    let run = || {
+        crate::inspect::mime::inspect_message_within(&msg.raw, &policy.limits, memory, read_stamps)
+    };
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
         _ => run(),

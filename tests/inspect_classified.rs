@@ -113,6 +113,26 @@ fn scans_and_legacy_binary_documents_are_unreadable() {
 const OUTSIDE: &[&str] = &["canbo@bacgiang.gov.vn", "ban@gmail.com"];
 const STATE_ONLY: &[&str] = &["canbo@bacgiang.gov.vn", "vanthu@hanoi.gov.vn"];
 
+/// Mail between state mailboxes is not read for stamps (the rule cannot fire on
+/// it): the same stamped document is read only when asked.
+#[test]
+fn documents_are_read_for_stamps_only_when_asked() {
+    use congvu_milter::inspect::mime::inspect_message_within;
+    let eml = with_attachment(
+        "vanthu@bacgiang.gov.vn",
+        "canbo@bacgiang.gov.vn",
+        "kh.docx",
+        "application/octet-stream",
+        &fixture("toi-mat.docx"),
+    );
+    let limits = LimitsSection::default();
+    let read = inspect_message_within(&eml, &limits, None, true);
+    assert!(read.files[0].text.is_some(), "{:#?}", read.files);
+    let skipped = inspect_message_within(&eml, &limits, None, false);
+    assert_eq!(skipped.files[0].text, None, "{:#?}", skipped.files);
+    assert_eq!(skipped.files.len(), read.files.len());
+}
+
 #[test]
 fn stamped_attachments_leaving_the_state_network_are_classified() {
     for (name, content_type) in [

@@ -226,8 +226,12 @@ fn what_is_held_whole_is_charged() {
     let account = MemoryAccount::new(pool.clone(), 0, u64::MAX);
     let baseline = CURRENT.load(Ordering::SeqCst);
     let peak = measure(|| {
-        let inspection =
-            inspect_message_within(&raw, &LimitsSection::default(), Some(Arc::clone(&account)));
+        let inspection = inspect_message_within(
+            &raw,
+            &LimitsSection::default(),
+            Some(Arc::clone(&account)),
+            true,
+        );
         assert!(inspection.files.iter().any(|f| f.size == 400 * MIB as u64));
         assert!(inspection.files.iter().all(|f| f.uninspectable.is_none()));
     });

@@ -45,6 +45,10 @@ pub struct Budget {
     /// Document text (markup, PDF content streams) still to be read for
     /// classification stamps in this message (src/inspect/text/).
     pub(crate) text_left: u64,
+    /// Whether documents and body text are read for classification stamps at
+    /// all: only a message with a recipient outside the state network needs it
+    /// (src/rules/classified.rs).
+    pub(crate) reads_text: bool,
 }
 
 impl Budget {
@@ -73,6 +77,7 @@ impl Budget {
             bomb: None,
             memory: None,
             text_left: crate::inspect::text::MAX_MESSAGE_TEXT,
+            reads_text: true,
         }
     }
 

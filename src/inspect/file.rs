@@ -88,8 +88,10 @@ pub fn inspect_file(
         },
         budget,
     );
-    let text = super::text::read_document(name, &out[index].kind, data, budget);
-    out[index].text = text;
+    if budget.reads_text {
+        let text = super::text::read_document(name, &out[index].kind, data, budget);
+        out[index].text = text;
+    }
     let Some(format) = container else {
         return;
     };

@@ -96,12 +96,17 @@ pub fn inspect_message(raw: &[u8], limits: &LimitsSection) -> Inspection {
 
 /// Like [`inspect_message`], holding the memory the inspection keeps from
 /// `memory`. When it runs short the inspection stops, and the account says why.
+/// `read_stamps`: whether documents and body text are read for classification
+/// stamps (a message to state mailboxes only does not need it).
 pub fn inspect_message_within(
     raw: &[u8],
     limits: &LimitsSection,
     memory: Option<Arc<MemoryAccount>>,
+    read_stamps: bool,
 ) -> Inspection {
-    Walker::new(limits, memory).run(Src::Borrowed(raw))
+    let mut walker = Walker::new(limits, memory);
+    walker.budget.reads_text = read_stamps;
+    walker.run(Src::Borrowed(raw))
 }
 
 /// Like [`inspect_message`], but parts that need no decoding are slices of `raw`
@@ -581,7 +586,7 @@ impl<'l> Walker<'l> {
             let data = keep(self);
             self.scan_part(label(), data);
         }
-        if !is_file {
+        if !is_file && self.budget.reads_text {
             let charset = headers
                 .content_type
                 .as_ref()

@@ -33,6 +33,13 @@ pub const DETECTOR: Detector = Detector {
     at_end_of_message: Some(evaluate),
 };
 
+/// Whether any recipient is outside the state domains: only then are documents
+/// read for stamps (the inspection skips that work for mail between state
+/// mailboxes).
+pub fn reaches_outside_the_state(msg: &Message, policy: &Policy) -> bool {
+    !outside_recipients(msg, policy).is_empty()
+}
+
 /// Recipients outside the state domains: the ones a stamp must not reach.
 fn outside_recipients<'m>(msg: &'m Message, policy: &Policy) -> Vec<&'m str> {
     msg.envelope
